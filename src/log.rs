@@ -1,0 +1,23 @@
+//! Logging set-up shared by the commands: tracing to stderr, text or JSON.
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::LogFormat;
+
+/// Install the global subscriber: `RUST_LOG` wins, else `quiet` gives warnings
+/// only and each `verbose` step one more level below info. Calling it twice is
+/// harmless (the second call does nothing).
+pub fn init(quiet: bool, verbose: u8, format: LogFormat) {
+    let level = match (quiet, verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        (false, _) => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}

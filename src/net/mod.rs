@@ -1,0 +1,13 @@
+//! The socket layer every command uses: connecting (Happy Eyeballs), listening
+//! (socket2 options), TLS configurations and the few socket options the standard
+//! library and socket2 do not offer.
+//!
+//! Not for: protocols. Nothing here reads or writes application bytes.
+
+pub mod connect;
+pub mod listen;
+pub mod sys;
+pub mod tls;
+
+pub use connect::{ConnectError, ConnectOptions, Connected, Family, connect};
+pub use listen::{ListenError, bind_listener, raise_open_file_limit};

@@ -1,0 +1,2 @@
+//! rustls client and server configurations (owned by `fetch`; the server side
+//! is for tests and benchmarks).

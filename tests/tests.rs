@@ -1,0 +1,8 @@
+//! tcpkit's integration tests: one binary, one module per command. Every test
+//! starts its own servers on port 0 (loopback only) and stops them.
+
+mod bench;
+mod connect;
+mod fetch;
+mod serve;
+mod util;
