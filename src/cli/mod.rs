@@ -8,7 +8,7 @@ mod connect;
 mod fetch;
 mod serve;
 
-pub use bench::BenchArgs;
+pub use bench::{BenchArgs, Sources, Workload};
 pub use connect::ConnectArgs;
 pub use fetch::FetchArgs;
 pub use serve::{LogFormat, ServeArgs};

@@ -1,0 +1,492 @@
+//! One connection of the load generator, per workload: connect (from a source
+//! address), read the greeting, then send requests and verify every reply byte for
+//! byte, recording latencies into the shared statistics.
+//!
+//! Each connection owns its read buffer and its [`Verifier`], so waiting for a
+//! reply inside `select!` loses nothing. Every wait is bounded: connects by
+//! `--connect-timeout`, replies and closes by `--timeout`, the run by `-d`/`-n`.
+//! A connection stops at its first error (counted and, for the first few, kept
+//! for the report); `churn` slots stop too rather than retry in a tight loop.
+//!
+//! Not for: starting the run, the clock or the report (see `mod.rs`).
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio::time::{Instant, sleep_until, timeout_at};
+
+use super::stats::{Batch, Stats};
+use super::verify::{BenchError, Verifier};
+use super::workload::Spec;
+use crate::cli::Workload;
+
+/// Read buffer per connection: room for many pipelined replies per read.
+const READ_BUF: usize = 4096;
+
+/// Read buffer per `hold` connection: it expects no bytes after the greeting.
+const HOLD_READ_BUF: usize = 256;
+
+/// How early an open-loop request may go out: tokio's timer wakes up to a
+/// millisecond late, so it is set this much early and the request sent when due
+/// within it. Latency is measured from the earlier of the intended and the actual
+/// send time, so neither a late timer nor an early send distorts it.
+const TIMER_SLACK: Duration = Duration::from_millis(1);
+
+/// The run's time line, known once every connection is ready (at once for churn).
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    /// When sending starts.
+    pub start: Instant,
+    /// When measuring starts (`start` + warm-up).
+    pub measure: Instant,
+    /// When sending stops, if `-d` was given (always for hold).
+    pub end: Option<Instant>,
+}
+
+/// Errors by kind, and the first few in full.
+#[derive(Debug, Default)]
+pub struct ErrorLog {
+    /// Count per [`BenchError::kind`].
+    pub counts: BTreeMap<&'static str, u64>,
+    /// The first errors with their connection number, at most `limit`.
+    pub first: Vec<(u64, BenchError)>,
+    /// How many to keep in full (`--show-errors`).
+    pub limit: usize,
+}
+
+impl ErrorLog {
+    /// All errors counted.
+    pub fn total(&self) -> u64 {
+        self.counts.values().sum()
+    }
+}
+
+/// Everything the connections share: settings, the clock, counters and results.
+#[derive(Debug)]
+pub struct Shared {
+    /// The workload's bytes.
+    pub spec: Spec,
+    /// The server.
+    pub addr: SocketAddr,
+    /// Source addresses, used round-robin; empty = the OS chooses.
+    pub sources: Vec<IpAddr>,
+    /// Connections (slots, for churn).
+    pub connections: u64,
+    /// Requests in flight per connection.
+    pub pipeline: usize,
+    /// Time between requests of one connection in open loop; `None` = closed loop.
+    pub interval: Option<Duration>,
+    /// Measured requests in total (`-n`).
+    pub requests: Option<u64>,
+    /// Bound on a connect attempt.
+    pub connect_timeout: Duration,
+    /// Bound on waiting for a reply, the greeting or a close.
+    pub timeout: Duration,
+    /// Bounds connection attempts in flight (`--connect-concurrency`).
+    pub connect_gate: Semaphore,
+    /// The clock, published when the run starts.
+    pub clock: watch::Receiver<Option<Clock>>,
+    /// Connections that finished connecting (well or not); the runner waits for all.
+    pub ready: AtomicU64,
+    /// Wakes the runner when `ready` grows.
+    pub ready_notify: Notify,
+    /// Measured requests claimed so far, against `requests`.
+    pub claimed: AtomicU64,
+    /// Verified replies (sessions for churn) including the warm-up, for the status line.
+    pub verified: AtomicU64,
+    /// Connections established.
+    pub established: AtomicU64,
+    /// Connections (or churn sessions) that failed to connect.
+    pub connect_failed: AtomicU64,
+    /// `hold` connections still open and correct at the end.
+    pub held: AtomicU64,
+    /// Measured latencies.
+    pub stats: Mutex<Stats>,
+    /// Errors.
+    pub errors: Mutex<ErrorLog>,
+}
+
+/// Lock, ignoring poisoning: a panicked connection leaves counts that are still valid.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Shared {
+    /// Count `err` for connection `id`, keeping it in full if among the first.
+    pub fn error(&self, id: u64, err: BenchError) {
+        let mut log = lock(&self.errors);
+        *log.counts.entry(err.kind()).or_default() += 1;
+        if log.first.len() < log.limit {
+            log.first.push((id, err));
+        }
+    }
+
+    /// Take one measured request from `-n`; false when none is left.
+    fn claim(&self) -> bool {
+        match self.requests {
+            None => true,
+            Some(n) => self.claimed.fetch_add(1, Ordering::Relaxed) < n,
+        }
+    }
+
+    fn absorb(&self, batch: &mut Batch) {
+        if !batch.is_empty() {
+            lock(&self.stats).absorb(batch);
+        }
+    }
+
+    fn mark_ready(&self) {
+        self.ready.fetch_add(1, Ordering::Release);
+        self.ready_notify.notify_one();
+    }
+
+    async fn clock(&self) -> Clock {
+        let mut rx = self.clock.clone();
+        loop {
+            if let Some(c) = *rx.borrow_and_update() {
+                return c;
+            }
+            if rx.changed().await.is_err() {
+                // The runner is gone; nothing to measure. Never reached in a run.
+                let now = Instant::now();
+                return Clock { start: now, measure: now, end: Some(now) };
+            }
+        }
+    }
+
+    /// Connect connection `id` within the connect timeout, from its source address.
+    async fn open(&self, id: u64) -> Result<TcpStream, BenchError> {
+        let source = if self.sources.is_empty() {
+            None
+        } else {
+            Some(self.sources[(id % self.sources.len() as u64) as usize])
+        };
+        let deadline = Instant::now() + self.connect_timeout;
+        match timeout_at(deadline, open_from(self.addr, source)).await {
+            Ok(Ok(s)) => {
+                self.established.fetch_add(1, Ordering::Relaxed);
+                Ok(s)
+            }
+            Ok(Err(e)) => {
+                self.connect_failed.fetch_add(1, Ordering::Relaxed);
+                Err(BenchError::Connect(e))
+            }
+            Err(_) => {
+                self.connect_failed.fetch_add(1, Ordering::Relaxed);
+                let ms = self.connect_timeout.as_millis();
+                Err(BenchError::Connect(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("timed out after {ms} ms"),
+                )))
+            }
+        }
+    }
+}
+
+/// A socket to `addr` bound to `source` with `IP_BIND_ADDRESS_NO_PORT`, so the port
+/// is chosen per destination at connect time and each source has a full port range.
+pub async fn open_from(addr: SocketAddr, source: Option<IpAddr>) -> std::io::Result<TcpStream> {
+    let socket = if addr.is_ipv6() { TcpSocket::new_v6()? } else { TcpSocket::new_v4()? };
+    if let Some(ip) = source {
+        if ip.is_ipv4() {
+            // Without it (non-Linux) bind picks a port per source: fewer connections, still correct.
+            let _ = crate::net::sys::set_bind_address_no_port(&socket);
+        }
+        socket.bind(SocketAddr::new(ip, 0))?;
+    }
+    socket.set_nodelay(true)?;
+    socket.connect(addr).await
+}
+
+/// Run connection `id` of the workload to its end; results go into `sh`.
+pub async fn run(sh: Arc<Shared>, id: u64) {
+    let result = match sh.spec.kind {
+        Workload::Hello | Workload::Echo => requests(&sh, id).await,
+        Workload::Hold => hold(&sh, id).await,
+        Workload::Churn => churn(&sh, id).await,
+    };
+    if let Err(e) = result {
+        sh.error(id, e);
+    }
+}
+
+/// A connection's socket, read buffer and expectations.
+struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    verifier: Verifier<(Instant, bool)>,
+}
+
+impl Conn {
+    fn new(stream: TcpStream, buf_size: usize) -> Self {
+        Conn { stream, buf: vec![0; buf_size], verifier: Verifier::new() }
+    }
+
+    /// One read, verified; `done` gets each completed reply's tag.
+    async fn read(&mut self, deadline: Instant, done: impl FnMut((Instant, bool))) -> Result<(), BenchError> {
+        let n = match timeout_at(deadline, self.stream.read(&mut self.buf)).await {
+            // The caller knows the timeout's length and fills it in (`with_timeout`).
+            Err(_) => {
+                let expected = self.verifier.front().unwrap_or_default().to_vec();
+                return Err(BenchError::Timeout { after: Duration::ZERO, expected });
+            }
+            Ok(Err(e)) => return Err(BenchError::from_io(e)),
+            Ok(Ok(n)) => n,
+        };
+        if n == 0 {
+            // A close with nothing awaited is also wrong here: callers expecting one use `closed`.
+            self.verifier.eof()?;
+            return Err(BenchError::Closed);
+        }
+        self.verifier.feed(&self.buf[..n], done)
+    }
+
+    /// Read until every expected reply is complete.
+    async fn settle(&mut self, timeout: Duration) -> Result<(), BenchError> {
+        let deadline = Instant::now() + timeout;
+        while self.verifier.pending() > 0 {
+            self.read(deadline, |_| ()).await.map_err(|e| with_timeout(e, timeout))?;
+        }
+        Ok(())
+    }
+
+    /// Read until the server closes; any byte before that is unexpected.
+    async fn closed(&mut self, timeout: Duration) -> Result<(), BenchError> {
+        let deadline = Instant::now() + timeout;
+        match timeout_at(deadline, self.stream.read(&mut self.buf)).await {
+            Err(_) => Err(BenchError::Timeout { after: timeout, expected: Vec::new() }),
+            Ok(Err(e)) => Err(BenchError::from_io(e)),
+            Ok(Ok(0)) => Ok(()),
+            Ok(Ok(n)) => {
+                Err(BenchError::Unexpected { got: self.buf[..n.min(super::verify::SHOWN_BYTES)].to_vec() })
+            }
+        }
+    }
+
+    async fn write(&mut self, bytes: &[u8], timeout: Duration) -> Result<(), BenchError> {
+        match timeout_at(Instant::now() + timeout, self.stream.write_all(bytes)).await {
+            Err(_) => Err(BenchError::Timeout { after: timeout, expected: Vec::new() }),
+            Ok(r) => r.map_err(BenchError::from_io),
+        }
+    }
+}
+
+/// Fill in the timeout a [`Conn::read`] does not know.
+fn with_timeout(e: BenchError, after: Duration) -> BenchError {
+    match e {
+        BenchError::Timeout { expected, .. } => BenchError::Timeout { after, expected },
+        other => other,
+    }
+}
+
+/// Connect and read the greeting, holding a connect permit throughout so a burst
+/// never exceeds `--connect-concurrency`.
+async fn greeted(sh: &Shared, id: u64, buf_size: usize) -> Result<Conn, BenchError> {
+    // The gate is never closed, so acquiring only waits.
+    let _permit = sh.connect_gate.acquire().await.ok();
+    let mut conn = Conn::new(sh.open(id).await?, buf_size);
+    if !sh.spec.greeting.is_empty() {
+        conn.verifier.expect(&sh.spec.greeting, (Instant::now(), false));
+        conn.settle(sh.timeout).await?;
+    }
+    Ok(conn)
+}
+
+/// Marks the connection ready when dropped, on every path out of the connect phase.
+struct ReadyGuard<'a>(Option<&'a Shared>);
+
+impl ReadyGuard<'_> {
+    fn fire(&mut self) {
+        if let Some(sh) = self.0.take() {
+            sh.mark_ready();
+        }
+    }
+}
+
+impl Drop for ReadyGuard<'_> {
+    fn drop(&mut self) {
+        self.fire();
+    }
+}
+
+/// `hello` and `echo`: requests and verified replies until the end.
+async fn requests(sh: &Shared, id: u64) -> Result<(), BenchError> {
+    let mut ready = ReadyGuard(Some(sh));
+    let mut conn = greeted(sh, id, READ_BUF).await?;
+    ready.fire();
+    let clock = sh.clock().await;
+    let spec = &sh.spec;
+    let mut seq = 0u64;
+    // Open loop: connections are staggered evenly over one interval.
+    let mut next_send = match sh.interval {
+        Some(iv) => clock.start + iv.mul_f64(id as f64 / sh.connections as f64),
+        None => clock.start,
+    };
+    let mut out = Vec::new();
+    let mut batch = Batch::default();
+    let mut stopping = false;
+    let mut last_progress = Instant::now();
+    let result = loop {
+        let now = Instant::now();
+        if !stopping {
+            while conn.verifier.pending() < sh.pipeline {
+                if clock.end.is_some_and(|e| now >= e) {
+                    stopping = true;
+                    break;
+                }
+                let intended = match sh.interval {
+                    Some(_) if next_send > now + TIMER_SLACK => break,
+                    Some(iv) => {
+                        let t = next_send.min(now);
+                        next_send += iv;
+                        t
+                    }
+                    None => now,
+                };
+                let measured = intended >= clock.measure;
+                if measured && !sh.claim() {
+                    stopping = true;
+                    break;
+                }
+                if conn.verifier.pending() == 0 {
+                    last_progress = now;
+                }
+                let line = spec.request(id, seq, &mut out);
+                seq += 1;
+                conn.verifier.expect_with((intended, measured), |b| spec.reply(&out[line], b));
+            }
+            if !out.is_empty() {
+                if let Err(e) = conn.write(&out, sh.timeout).await {
+                    break Err(e);
+                }
+                out.clear();
+            }
+        }
+        if conn.verifier.pending() == 0 {
+            if stopping {
+                break Ok(());
+            }
+            // Open loop with nothing in flight: sleep until the next send is due.
+            let wake = clock.end.map_or(next_send, |e| e.min(next_send));
+            sleep_until(wake.checked_sub(TIMER_SLACK).unwrap_or(wake)).await;
+            continue;
+        }
+        // Wake for the next send when the pipeline has room in open loop.
+        let wake = match sh.interval {
+            Some(_) if !stopping && conn.verifier.pending() < sh.pipeline => {
+                Some(next_send.checked_sub(TIMER_SLACK).unwrap_or(next_send))
+            }
+            _ => None,
+        };
+        let deadline = last_progress + sh.timeout;
+        let mut completed = 0u64;
+        let read = conn.read(deadline, |(intended, measured)| {
+            completed += 1;
+            if measured {
+                let now = Instant::now();
+                if batch.push(now - intended, now - clock.measure) {
+                    sh.absorb(&mut batch);
+                }
+            }
+        });
+        let step = match wake {
+            None => read.await,
+            Some(w) => tokio::select! {
+                r = read => r,
+                () = sleep_until(w) => Ok(()),
+            },
+        };
+        if completed > 0 {
+            last_progress = Instant::now();
+            sh.verified.fetch_add(completed, Ordering::Relaxed);
+        }
+        if let Err(e) = step {
+            break Err(with_timeout(e, sh.timeout));
+        }
+    };
+    sh.absorb(&mut batch);
+    result
+}
+
+/// `hold`: connect, greeting, then idle until the end; any byte or close is an error.
+async fn hold(sh: &Shared, id: u64) -> Result<(), BenchError> {
+    let mut ready = ReadyGuard(Some(sh));
+    let mut conn = greeted(sh, id, HOLD_READ_BUF).await?;
+    ready.fire();
+    let clock = sh.clock().await;
+    let end = clock.end.unwrap_or(clock.start);
+    tokio::select! {
+        r = conn.stream.read(&mut conn.buf) => match r {
+            Ok(0) => Err(BenchError::Closed),
+            Ok(n) => Err(BenchError::Unexpected { got: conn.buf[..n.min(super::verify::SHOWN_BYTES)].to_vec() }),
+            Err(e) => Err(BenchError::from_io(e)),
+        },
+        () = sleep_until(end) => {
+            sh.held.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        }
+    }
+}
+
+/// `churn`: sessions one after another (connect, greeting, one hello, the quit
+/// word, the server's close) until the end; latency is the whole session.
+async fn churn(sh: &Shared, id: u64) -> Result<(), BenchError> {
+    let clock = sh.clock().await;
+    let spec = &sh.spec;
+    let mut next_start = match sh.interval {
+        Some(iv) => clock.start + iv.mul_f64(id as f64 / sh.connections as f64),
+        None => clock.start,
+    };
+    let mut batch = Batch::default();
+    let mut out = Vec::new();
+    let mut seq = 0u64;
+    let result = loop {
+        let mut now = Instant::now();
+        if clock.end.is_some_and(|e| now >= e) {
+            break Ok(());
+        }
+        let intended = match sh.interval {
+            Some(iv) => {
+                if next_start > now + TIMER_SLACK {
+                    let wake = clock.end.map_or(next_start, |e| e.min(next_start));
+                    sleep_until(wake.checked_sub(TIMER_SLACK).unwrap_or(wake)).await;
+                    continue;
+                }
+                let t = next_start.min(now);
+                next_start += iv;
+                t
+            }
+            None => now,
+        };
+        let measured = intended >= clock.measure;
+        if measured && !sh.claim() {
+            break Ok(());
+        }
+        let session = async {
+            let mut conn = greeted(sh, id, READ_BUF).await?;
+            out.clear();
+            let line = spec.request(id, seq, &mut out);
+            conn.verifier.expect_with((intended, measured), |b| spec.reply(&out[line], b));
+            conn.write(&out, sh.timeout).await?;
+            conn.settle(sh.timeout).await?;
+            conn.write(&spec.quit, sh.timeout).await?;
+            conn.closed(sh.timeout).await
+        };
+        if let Err(e) = session.await {
+            break Err(e);
+        }
+        seq += 1;
+        now = Instant::now();
+        sh.verified.fetch_add(1, Ordering::Relaxed);
+        if measured && batch.push(now - intended, now - clock.measure) {
+            sh.absorb(&mut batch);
+        }
+    };
+    sh.absorb(&mut batch);
+    result
+}
