@@ -34,13 +34,11 @@ pub const READ_SIZE: usize = 64 * 1024;
 /// largest reply this bounds what a connection can owe its client.
 pub const OUT_HIGH: usize = 64 * 1024;
 
-/// After the server closes its side, how long it keeps reading (and discarding)
-/// so that unread input does not turn the close into a reset that could destroy
-/// replies still in flight to the client.
+/// After the server closes its side, how long at most it keeps reading (and
+/// discarding) so that unread input does not turn the close into a reset that
+/// could destroy replies still in flight to the client. Bounded in time only:
+/// the bytes are thrown away as they come.
 pub const LINGER: Duration = Duration::from_secs(2);
-
-/// At most this many bytes are discarded while lingering.
-pub const LINGER_BYTES: u64 = 256 * 1024;
 
 /// What a connection needs to know, shared by all connections of a server.
 #[derive(Debug)]
@@ -338,8 +336,7 @@ async fn close(mut stream: TcpStream, reason: &CloseReason, hard_stop: &Cancella
         return;
     }
     let drain = async {
-        let mut discarded = 0u64;
-        while discarded < LINGER_BYTES {
+        loop {
             let n = poll_fn(|cx| {
                 SCRATCH.with_borrow_mut(|s| {
                     let mut buf = ReadBuf::new(&mut s.input);
@@ -348,9 +345,8 @@ async fn close(mut stream: TcpStream, reason: &CloseReason, hard_stop: &Cancella
                 })
             })
             .await;
-            match n {
-                Ok(0) | Err(_) => return,
-                Ok(n) => discarded += n as u64,
+            if !matches!(n, Ok(1..)) {
+                return;
             }
         }
     };
