@@ -173,13 +173,18 @@ fn a_reply_cut_short_by_a_close_is_a_short_read() {
     let (out, j) = bench(&server.addr(), &["-c", "1", "-d", "1"]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(j["errors_by_kind"]["short read"], 1, "{j}");
-    assert!(stderr(&out).contains(r#"short read: closed after 8 of 18 bytes of "Hello, client0-0!\n""#), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(r#"short read: closed after 8 of 18 bytes of "Hello, client0-0!\n""#),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
 fn allow_errors_reports_them_but_exits_zero() {
     let server = Server::start(Behaviour::NoBang { from: 0 });
-    let out = tcpkit().args(["bench", &server.addr(), "-c", "1", "-d", "1", "--allow-errors"]).output().unwrap();
+    let out =
+        tcpkit().args(["bench", &server.addr(), "-c", "1", "-d", "1", "--allow-errors"]).output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("errors:      1 (wrong reply 1)"), "{text}");
@@ -252,11 +257,8 @@ fn plot_writes_an_svg_chart() {
     let server = Server::start(Behaviour::Correct);
     let dir = tempfile::tempdir().unwrap();
     let svg = dir.path().join("latency.svg");
-    let out = tcpkit()
-        .args(["bench", &server.addr(), "-c", "2", "-d", "1", "--plot"])
-        .arg(&svg)
-        .output()
-        .unwrap();
+    let out =
+        tcpkit().args(["bench", &server.addr(), "-c", "2", "-d", "1", "--plot"]).arg(&svg).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let text = std::fs::read_to_string(&svg).unwrap();
     assert!(text.starts_with("<svg") && text.contains("latency by percentile"));

@@ -174,7 +174,7 @@ mod tests {
         let mut req = Vec::new();
         let line = s.request(conn, seq, &mut req);
         let mut reply = Vec::new();
-        s.reply(&req[line].to_vec(), &mut reply);
+        s.reply(&req[line], &mut reply);
         (req, reply)
     }
 

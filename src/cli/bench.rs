@@ -154,7 +154,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let value: f64 =
         number.trim().parse().map_err(|_| format!("not a duration: {s:?} (try 10, 2.5s, 500ms, 2m)"))?;
     let secs = value * scale;
-    if !secs.is_finite() || secs < 0.0 || secs > 1e9 {
+    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
         return Err(format!("duration out of range: {s:?}"));
     }
     Ok(Duration::from_secs_f64(secs))
