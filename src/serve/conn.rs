@@ -13,7 +13,7 @@
 //! Not for: accepting, limits across connections or logging (see `serve`).
 use std::cell::RefCell;
 use std::fmt;
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -70,7 +70,7 @@ pub enum CloseReason {
     /// The server was shutting down.
     Shutdown,
     /// Any other I/O error.
-    Error(String),
+    Error(io::ErrorKind),
 }
 
 impl fmt::Display for CloseReason {
@@ -156,12 +156,12 @@ pub async fn serve(
     let idle = config.idle_timeout;
     let sleep = tokio::time::sleep(idle.unwrap_or(Duration::ZERO));
     tokio::pin!(sleep);
-    // Pinned once: each stays registered with its token instead of taking the
-    // token's lock again on every loop turn.
-    let hard = hard_stop.cancelled();
-    tokio::pin!(hard);
+    // Pinned once: it stays registered with its token instead of taking the
+    // token's lock again on every loop turn. The hard stop is only watched once
+    // shutdown began, so an idle connection carries one such future, not two.
     let soft = shutdown.cancelled();
     tokio::pin!(soft);
+    let mut hard: Option<Pin<Box<tokio_util::sync::WaitForCancellationFuture<'_>>>> = None;
 
     let reason = loop {
         if c.out.is_empty() {
@@ -171,12 +171,20 @@ pub async fn serve(
         }
         if c.budget.is_none() && shutdown.is_cancelled() {
             c.start_shutdown(&stream);
+            hard = Some(Box::pin(hard_stop.cancelled()));
             continue;
         }
+        let hard_fired = poll_fn(|cx| match &mut hard {
+            Some(fut) => fut.as_mut().poll(cx),
+            None => Poll::Pending,
+        });
         tokio::select! {
             biased;
-            () = &mut hard => break CloseReason::Shutdown,
-            () = &mut soft, if c.budget.is_none() => c.start_shutdown(&stream),
+            () = hard_fired => break CloseReason::Shutdown,
+            () = &mut soft, if c.budget.is_none() => {
+                c.start_shutdown(&stream);
+                hard = Some(Box::pin(hard_stop.cancelled()));
+            }
             () = &mut sleep, if idle.is_some() => {
                 let deadline = c.last_progress + idle.unwrap_or_default();
                 if Instant::now() >= deadline {
@@ -193,7 +201,9 @@ pub async fn serve(
         }
     };
     let stats = ConnStats { lines: c.lines, bytes_in: c.bytes_in, bytes_out: c.bytes_out, reason };
-    close(stream, &stats.reason, hard_stop).await;
+    // Boxed: the closing steps are taken once, and keeping their state out of
+    // this future keeps every idle connection smaller.
+    Box::pin(close(stream, &stats.reason, hard_stop)).await;
     stats
 }
 
@@ -321,7 +331,7 @@ fn io_reason(e: &io::Error) -> CloseReason {
         io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionAborted => {
             CloseReason::Reset
         }
-        _ => CloseReason::Error(e.to_string()),
+        kind => CloseReason::Error(kind),
     }
 }
 
