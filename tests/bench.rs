@@ -22,6 +22,8 @@ enum Behaviour {
     ResetAt { at: usize },
     /// Send half of the reply to line `at`, then close.
     CutAt { at: usize },
+    /// Stop answering from line `at` on (the connection stays open).
+    SilentFrom { at: usize },
 }
 
 /// A thread-per-connection hello server on 127.0.0.1 port 0; stops when dropped.
@@ -100,6 +102,7 @@ fn serve_one(conn: TcpStream, behaviour: Behaviour) {
                 socket2::SockRef::from(&writer).set_linger(Some(Duration::ZERO)).unwrap();
                 return;
             }
+            Behaviour::SilentFrom { at } if n >= at => Ok(()),
             Behaviour::CutAt { at } if n == at => {
                 let _ = writer.write_all(&reply[..reply.len() / 2]);
                 return;
@@ -175,6 +178,20 @@ fn a_reply_cut_short_by_a_close_is_a_short_read() {
     assert_eq!(j["errors_by_kind"]["short read"], 1, "{j}");
     assert!(
         stderr(&out).contains(r#"short read: closed after 8 of 18 bytes of "Hello, client0-0!\n""#),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_server_that_stops_answering_is_a_timeout() {
+    let server = Server::start(Behaviour::SilentFrom { at: 2 });
+    let (out, j) = bench(&server.addr(), &["-c", "2", "-d", "5", "--timeout", "300ms"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(j["errors_by_kind"]["timeout"], 2, "{j}");
+    assert_eq!(j["verified_total"], 4);
+    assert!(
+        stderr(&out).contains(r#"timed out after 300 ms waiting for "Hello, client"#),
         "{}",
         stderr(&out)
     );
@@ -332,4 +349,12 @@ fn connections_over_the_servers_limit_are_reported_busy() {
     let (held, busy) = (j["held"].as_u64().unwrap(), j["errors_by_kind"]["wrong reply"].as_u64().unwrap());
     assert!(held + busy == 4 && busy >= 2 && held >= 1, "{j}");
     assert!(stderr(&out).contains(r#"got "ERR server busy\n""#), "{}", stderr(&out));
+}
+
+#[test]
+fn echo_workload_verifies_serve_configured_as_an_echo_server() {
+    let (_serve, addr) = start_serve(&["--greeting", "", "--reply", "{}"]);
+    let (out, j) = bench(&addr, &["-w", "echo", "-c", "3", "-n", "300", "--pipeline", "4"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(j["verified"], 300, "{j}");
 }
