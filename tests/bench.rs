@@ -24,6 +24,8 @@ enum Behaviour {
     CutAt { at: usize },
     /// Stop answering from line `at` on (the connection stays open).
     SilentFrom { at: usize },
+    /// Wait this many milliseconds before answering the first line.
+    StallFirst { ms: u64 },
 }
 
 /// A thread-per-connection hello server on 127.0.0.1 port 0; stops when dropped.
@@ -103,6 +105,11 @@ fn serve_one(conn: TcpStream, behaviour: Behaviour) {
                 return;
             }
             Behaviour::SilentFrom { at } if n >= at => Ok(()),
+            Behaviour::StallFirst { ms } if n == 0 => {
+                thread::sleep(Duration::from_millis(ms));
+                reply.extend_from_slice(b"!\n");
+                writer.write_all(&reply)
+            }
             Behaviour::CutAt { at } if n == at => {
                 let _ = writer.write_all(&reply[..reply.len() / 2]);
                 return;
@@ -258,6 +265,22 @@ fn open_loop_pipelined_and_multithreaded_runs_verify_every_reply() {
         assert!(out.status.success(), "{extra:?}: {}", stderr(&out));
         assert_eq!(j["verified"], 200, "{extra:?}: {j}");
     }
+}
+
+#[test]
+fn open_loop_charges_a_stall_to_every_request_due_during_it() {
+    // The first reply takes 300 ms. At 100 requests/s, requests 1..=10 were due
+    // 10..100 ms in but could not be sent before the stall ended, so measured from
+    // their intended send times each took at least 200 ms: over half of the 20.
+    let server = Server::start(Behaviour::StallFirst { ms: 300 });
+    let (out, j) = bench(&server.addr(), &["-c", "1", "-n", "20", "--rate", "100"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(j["latency"]["p50_us"].as_u64().unwrap() >= 200_000, "{j}");
+    // Closed loop, the stall is one slow sample (the lower bound only: no timed upper bound).
+    let server = Server::start(Behaviour::StallFirst { ms: 300 });
+    let (out, j) = bench(&server.addr(), &["-c", "1", "-n", "20"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(j["latency"]["max_us"].as_u64().unwrap() >= 300_000, "{j}");
 }
 
 #[test]
