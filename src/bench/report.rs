@@ -209,7 +209,12 @@ impl Outcome {
                 .x_label_area_size(35)
                 .y_label_area_size(70)
                 .build_cartesian_2d(0f64..secs, 0f64..max_rate * 1.1)?;
-            chart.configure_mesh().x_desc("second").y_desc("per second").draw()?;
+            chart
+                .configure_mesh()
+                .x_desc("second")
+                .y_desc("per second")
+                .y_label_formatter(&|v| format!("{v:.0}"))
+                .draw()?;
             // Each point at the middle of its second; a partial last second is left out.
             let full = (self.window.as_secs_f64().floor() as usize).min(per_second.len());
             chart.draw_series(LineSeries::new(
