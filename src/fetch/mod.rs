@@ -1,4 +1,9 @@
 //! `tcpkit fetch`: HTTP/1.1 and HTTPS over our own sockets.
+pub mod decode;
+pub mod http1;
+pub mod names;
+pub mod writeout;
+
 use crate::Failure;
 use crate::cli::FetchArgs;
 

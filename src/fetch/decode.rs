@@ -1,0 +1,1 @@
+//! decode (sans-IO part of fetch; in progress).

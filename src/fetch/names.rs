@@ -1,0 +1,1 @@
+//! names (sans-IO part of fetch; in progress).

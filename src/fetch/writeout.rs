@@ -1,0 +1,1 @@
+//! writeout (sans-IO part of fetch; in progress).
