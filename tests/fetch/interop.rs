@@ -1,0 +1,1 @@
+//! Interop tests against nginx (enabled with `--features interop`).
