@@ -133,7 +133,7 @@ impl WriteOutVars {
                 // Non-finite times cannot be JSON numbers; they never come from a clock.
                 Var::Time(t) => serde_json::Number::from_f64(t).map_or(Value::Null, Value::Number),
                 Var::Text(s) => json!(s),
-                Var::OptText(s) if s.is_empty() => Value::Null,
+                Var::OptText("") => Value::Null,
                 Var::OptText(s) => json!(s),
             };
             map.insert(name.to_string(), value);
