@@ -114,7 +114,8 @@ pub fn build_headers(url: &Url, plan: &HeaderPlan<'_>) -> Vec<(String, String)> 
             headers.push(("Content-Type".into(), "application/x-www-form-urlencoded".into()));
         }
     }
-    let defaults = headers.len();
+    // Each header remembers whether it is still a default, which a user header replaces.
+    let mut headers: Vec<(String, String, bool)> = headers.into_iter().map(|(n, v)| (n, v, true)).collect();
     for edit in plan.edits {
         match edit {
             HeaderEdit::Set(name, _) | HeaderEdit::Remove(name)
@@ -122,18 +123,15 @@ pub fn build_headers(url: &Url, plan: &HeaderPlan<'_>) -> Vec<(String, String)> 
             HeaderEdit::Set(name, value) => {
                 // The first user header of a name replaces the default in place;
                 // later ones of the same name are added (curl sends them all).
-                match headers[..defaults.min(headers.len())]
-                    .iter()
-                    .position(|(n, _)| n.eq_ignore_ascii_case(name))
-                {
-                    Some(i) => headers[i] = (name.clone(), value.clone()),
-                    None => headers.push((name.clone(), value.clone())),
+                match headers.iter().position(|(n, _, default)| *default && n.eq_ignore_ascii_case(name)) {
+                    Some(i) => headers[i] = (name.clone(), value.clone(), false),
+                    None => headers.push((name.clone(), value.clone(), false)),
                 }
             }
-            HeaderEdit::Remove(name) => headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name)),
+            HeaderEdit::Remove(name) => headers.retain(|(n, _, _)| !n.eq_ignore_ascii_case(name)),
         }
     }
-    headers
+    headers.into_iter().map(|(n, v, _)| (n, v)).collect()
 }
 
 /// The scheme, host and port: credentials stay within one origin.
