@@ -27,8 +27,9 @@ pub struct FetchArgs {
     #[arg(short = 'O', long = "remote-name")]
     pub remote_name: bool,
 
-    /// Resume a partial download: `-` takes the offset from FILE.part, or from FILE.
-    #[arg(short = 'C', long = "continue-at", value_name = "-")]
+    /// Resume a partial download (`-C -`: the only form): the offset is the size of
+    /// FILE.part, or else of FILE.
+    #[arg(short = 'C', long = "continue-at", value_name = "DASH", allow_hyphen_values = true)]
     pub continue_at: Option<String>,
 
     /// Put the response head before the body in the output.
