@@ -60,17 +60,18 @@ pub async fn open(
     let port = url.port_or_known_default().unwrap_or(80);
     let opts = ConnectOptions { timeout: Some(timeout), ..opts.clone() };
     let c = connect(host, port, &opts).await?;
-    let mut opened = Opened {
-        conn: Conn::Plain(c.stream),
-        peer: c.peer,
-        local: c.local,
-        resolved: c.resolve_time,
-        connected: c.connect_time,
-        tls_done: None,
-        tls_info: None,
+    let Some(config) = tls else {
+        return Ok(Opened {
+            conn: Conn::Plain(c.stream),
+            peer: c.peer,
+            local: c.local,
+            resolved: c.resolve_time,
+            connected: c.connect_time,
+            tls_done: None,
+            tls_info: None,
+        });
     };
-    let Some(config) = tls else { return Ok(opened) };
-    let Conn::Plain(tcp) = opened.conn else { unreachable!("just built as plain") };
+    let tcp = c.stream;
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     let name = ServerName::try_from(bare.to_string()).map_err(|e| FetchError::Handshake {
         host: host.into(),
@@ -90,17 +91,23 @@ pub async fn open(
         Ok(Ok(s)) => s,
     };
     let (_, session) = stream.get_ref();
-    opened.tls_info = Some(format!(
-        "{:?}, ALPN {}",
+    let tls_info = Some(format!(
+        "{}, ALPN {}",
         session.protocol_version().map(|v| format!("{v:?}")).unwrap_or_default(),
         session
             .alpn_protocol()
             .map(|p| String::from_utf8_lossy(p).into_owned())
             .unwrap_or_else(|| "none".into())
     ));
-    opened.tls_done = Some(start.elapsed());
-    opened.conn = Conn::Tls(Box::new(stream));
-    Ok(opened)
+    Ok(Opened {
+        conn: Conn::Tls(Box::new(stream)),
+        peer: c.peer,
+        local: c.local,
+        resolved: c.resolve_time,
+        connected: c.connect_time,
+        tls_done: Some(start.elapsed()),
+        tls_info,
+    })
 }
 
 /// A rejected certificate is exit 60 with the reason; anything else is exit 35.

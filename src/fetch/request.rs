@@ -9,8 +9,9 @@ use super::exit::FetchError;
 /// The `User-Agent` sent unless `-H` replaces it.
 pub const USER_AGENT: &str = concat!("tcpkit/", env!("CARGO_PKG_VERSION"));
 
-/// Headers that carry credentials: never sent to another origin after a redirect.
-const CREDENTIALS: [&str; 3] = ["authorization", "cookie", "proxy-authorization"];
+/// `-H` headers that belong to the original origin (credentials, and a custom
+/// Host): never sent to another origin after a redirect.
+const ORIGIN_BOUND: [&str; 4] = ["authorization", "cookie", "proxy-authorization", "host"];
 
 /// Parse a URL given on the command line: http or https only; without a scheme,
 /// `http://` is assumed (as curl does).
@@ -90,8 +91,7 @@ pub struct HeaderPlan<'a> {
     pub form: bool,
     /// The `-H` edits, in order.
     pub edits: &'a [HeaderEdit],
-    /// Send the credential headers among the edits (false after a redirect to
-    /// another origin).
+    /// Apply the credential and Host edits (false after a redirect to another origin).
     pub credentials: bool,
 }
 
@@ -119,7 +119,7 @@ pub fn build_headers(url: &Url, plan: &HeaderPlan<'_>) -> Vec<(String, String)> 
     for edit in plan.edits {
         match edit {
             HeaderEdit::Set(name, _) | HeaderEdit::Remove(name)
-                if !plan.credentials && CREDENTIALS.contains(&name.to_ascii_lowercase().as_str()) => {}
+                if !plan.credentials && ORIGIN_BOUND.contains(&name.to_ascii_lowercase().as_str()) => {}
             HeaderEdit::Set(name, value) => {
                 // The first user header of a name replaces the default in place;
                 // later ones of the same name are added (curl sends them all).

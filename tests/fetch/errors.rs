@@ -143,3 +143,34 @@ fn closed_stdout_exits_23() {
     assert_eq!(code, 23, "{stderr}");
     assert!(stderr.contains("stdout"), "{stderr}");
 }
+
+/// The reply one byte per write, with a pause now and then so reads see the pieces.
+fn byte_by_byte(reply: &[u8]) -> RawServer {
+    let mut steps = Vec::new();
+    for (i, b) in reply.iter().enumerate() {
+        steps.push(Step::Send(vec![*b]));
+        if i % 7 == 0 {
+            steps.push(Step::Pause(Duration::from_millis(1)));
+        }
+    }
+    RawServer::start(vec![steps])
+}
+
+#[test]
+fn replies_split_into_single_bytes_give_the_same_body() {
+    let replies: [&[u8]; 3] = [
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nhello world",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n6\r\n world\r\n0\r\nT: v\r\n\r\n",
+        b"HTTP/1.0 200 OK\r\nServer: raw\r\n\r\nhello world",
+    ];
+    for reply in replies {
+        let server = byte_by_byte(reply);
+        let out = fetch(&["-m", "10", &server.url("/")]);
+        assert_eq!(
+            (out.status.code(), out.stdout.as_slice()),
+            (Some(0), &b"hello world"[..]),
+            "{}",
+            parts(&out).2
+        );
+    }
+}

@@ -75,7 +75,7 @@ fn write_out_counts_redirects() {
 }
 
 #[test]
-fn credentials_stay_with_the_original_host() {
+fn credentials_and_a_custom_host_stay_with_the_original_origin() {
     let other = HyperServer::start(Arc::new(|_| full(200, &[], "other")));
     let target = other.url("/landed");
     let first = HyperServer::start(Arc::new(move |seen| match seen.target.as_str() {
@@ -90,6 +90,8 @@ fn credentials_stay_with_the_original_host() {
         "Cookie: s=1",
         "-H",
         "X-Plain: kept",
+        "-H",
+        "Host: original.test",
         &first.url("/same"),
     ]);
     assert_eq!(out.stdout, b"other", "{}", parts(&out).2);
@@ -98,6 +100,7 @@ fn credentials_stay_with_the_original_host() {
     for req in &at_first {
         assert_eq!(req.header("authorization"), Some("Bearer secret"));
         assert_eq!(req.header("cookie"), Some("s=1"));
+        assert_eq!(req.header("host"), Some("original.test"));
     }
     let at_other = &other.seen()[0];
     assert_eq!(at_other.header("authorization"), None);

@@ -297,6 +297,8 @@ fn serve_script(
     done: Arc<std::sync::atomic::AtomicBool>,
 ) {
     sock.set_nonblocking(false).unwrap();
+    // Each Send leaves as its own segment, so tests control how the bytes are split.
+    sock.set_nodelay(true).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut tls_conn;
     let mut plain = sock;
