@@ -103,6 +103,72 @@ pub fn parse_response_head(buf: &[u8], max_head: usize) -> Result<Option<(Respon
     }
 }
 
+/// Heads up to this size are parsed on every call, so errors show at once.
+const EAGER_PARSE: usize = 4096;
+
+/// [`parse_response_head`] for a buffer that grows as bytes arrive, in amortized linear
+/// time: a stateless parse on every read costs O(n²) when a server trickles a large
+/// head a byte at a time. This one parses only when a blank line has appeared, when the
+/// head is small (at most 4 KiB), at the limit, or when the buffer has doubled since the
+/// last parse; so an invalid head is reported by the time twice its bad byte's offset
+/// has arrived, and the result is always one [`parse_response_head`] would give.
+#[derive(Debug, Clone)]
+pub struct HeadParser {
+    /// Bound on the head in bytes (`--max-head`).
+    max_head: usize,
+    /// Bytes already searched for the blank line.
+    scanned: usize,
+    /// Buffer length at the last full parse.
+    parsed_len: usize,
+    /// Full parses so far (to test the amortized bound).
+    parses: usize,
+}
+
+impl HeadParser {
+    /// A parser for heads of at most `max_head` bytes.
+    pub fn new(max_head: usize) -> Self {
+        HeadParser { max_head, scanned: 0, parsed_len: 0, parses: 0 }
+    }
+
+    /// Parse the head at the start of `buf`, which holds everything received since the
+    /// previous head (or the start). Same results as [`parse_response_head`], except
+    /// that `Ok(None)` may come a little longer for an invalid head. After a head (or an
+    /// error) the parser starts afresh for the next one.
+    pub fn parse(&mut self, buf: &[u8]) -> Result<Option<(ResponseHead, usize)>, Http1Error> {
+        let window = &buf[..buf.len().min(self.max_head)];
+        if window.len() < self.scanned {
+            self.reset();
+        }
+        let ended = has_blank_line(window, self.scanned.saturating_sub(2));
+        self.scanned = window.len();
+        let due = ended
+            || window.len() <= EAGER_PARSE
+            || buf.len() >= self.max_head
+            || window.len() >= 2 * self.parsed_len;
+        if !due {
+            return Ok(None);
+        }
+        self.parsed_len = window.len();
+        self.parses += 1;
+        let result = parse_response_head(buf, self.max_head);
+        if !matches!(result, Ok(None)) {
+            self.reset();
+        }
+        result
+    }
+
+    /// Forget the bytes seen: the next call starts a new head.
+    pub fn reset(&mut self) {
+        (self.scanned, self.parsed_len) = (0, 0);
+    }
+}
+
+/// Whether `buf[from..]` holds the LF LF or LF CR LF that ends a head.
+fn has_blank_line(buf: &[u8], from: usize) -> bool {
+    (from..buf.len())
+        .any(|i| buf[i] == b'\n' && matches!(buf.get(i + 1..), Some([b'\n', ..] | [b'\r', b'\n', ..])))
+}
+
 /// The offset of the byte that made `window` invalid: the shortest failing prefix ends
 /// with it. httparse fails as soon as it sees a bad byte, so failure is monotonic in the
 /// prefix length and a binary search finds it in O(n log n) time, on the error path only.
@@ -417,5 +483,52 @@ mod tests {
     fn no_framing_headers_means_until_close() {
         assert_eq!(kind("GET", "HTTP/1.1 200 OK\r\n\r\n").unwrap(), BodyKind::UntilClose);
         assert_eq!(kind("POST", "HTTP/1.0 200 OK\r\n\r\n").unwrap(), BodyKind::UntilClose);
+    }
+
+    #[test]
+    fn incremental_parser_agrees_with_the_stateless_one_fed_a_byte_at_a_time() {
+        let inputs: [&[u8]; 4] = [
+            b"HTTP/1.1 200 OK\r\nA: b\r\n\r\nbody",
+            b"HTTP/1.1 200 OK\nA: b\n\n",
+            b"HTTP/1.1 200 OK\r\nNoColon\r\n\r\n",
+            b"HTTX/1.1",
+        ];
+        for input in inputs {
+            let mut parser = HeadParser::new(MAX);
+            let mut got = Ok(None);
+            for k in 0..=input.len() {
+                got = parser.parse(&input[..k]);
+                if !matches!(got, Ok(None)) {
+                    break;
+                }
+            }
+            assert_eq!(got, parse(input), "{:?}", String::from_utf8_lossy(input));
+        }
+    }
+
+    #[test]
+    fn incremental_parser_does_linear_work_on_a_trickled_head() {
+        let mut text = String::from("HTTP/1.1 200 OK\r\n");
+        while text.len() < 100_000 {
+            text.push_str("X-Padding: 0123456789abcdef\r\n");
+        }
+        text.push_str("\r\n");
+        let mut parser = HeadParser::new(MAX);
+        let mut result = Ok(None);
+        for k in 1..=text.len() {
+            result = parser.parse(&text.as_bytes()[..k]);
+            if !matches!(result, Ok(None)) {
+                break;
+            }
+        }
+        assert_eq!(result.unwrap().unwrap().1, text.len());
+        // 4096 small-buffer parses, one per doubling after that, and the final one.
+        assert!(parser.parses <= EAGER_PARSE + 10, "{} parses", parser.parses);
+        // Over the limit it still fails, and the parser is ready for the next head.
+        let mut parser = HeadParser::new(100);
+        let mut long = b"HTTP/1.1 200 OK\r\nX: ".to_vec();
+        long.resize(150, b'a');
+        assert_eq!(parser.parse(&long), Err(Http1Error::HeadTooLarge { limit: 100 }));
+        assert!(parser.parse(b"HTTP/1.1 204 No Content\r\n\r\n").unwrap().is_some());
     }
 }

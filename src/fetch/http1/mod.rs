@@ -12,5 +12,5 @@ mod request;
 
 pub use body::{BodyDecoder, BodyKind, DEFAULT_MAX_TRAILERS, Decoded, MAX_CHUNK_EXTENSION};
 pub use error::Http1Error;
-pub use head::{ResponseHead, body_kind, parse_response_head};
+pub use head::{HeadParser, ResponseHead, body_kind, parse_response_head};
 pub use request::{check_request_head, write_request_head};
