@@ -142,42 +142,45 @@ impl BodyDecoder {
             }
             State::UntilClose { closed: false } => Decoded { consumed: input.len(), data: input },
             State::UntilClose { closed: true } => Decoded { consumed: 0, data: &[] },
-            State::Chunked(_) => self.decode_chunked(input)?,
+            State::Chunked(chunk) => {
+                let chunk = *chunk;
+                self.decode_chunked(chunk, input)?
+            }
         };
         self.received += decoded.consumed as u64;
         self.payload += decoded.data.len() as u64;
         Ok(decoded)
     }
 
-    fn decode_chunked<'a>(&mut self, input: &'a [u8]) -> Result<Decoded<'a>, Http1Error> {
+    fn decode_chunked<'a>(&mut self, mut chunk: Chunk, input: &'a [u8]) -> Result<Decoded<'a>, Http1Error> {
+        let mut result = Ok(Decoded { consumed: input.len(), data: &[] });
         for (i, &byte) in input.iter().enumerate() {
-            match self.state {
-                State::Chunked(Chunk::Done) => return Ok(Decoded { consumed: i, data: &[] }),
-                State::Chunked(Chunk::Data { remaining }) => {
+            match chunk {
+                Chunk::Done => {
+                    result = Ok(Decoded { consumed: i, data: &[] });
+                    break;
+                }
+                Chunk::Data { remaining } => {
                     // Payload runs to the end of the chunk or of the input, whichever is first.
                     let n = usize::try_from(remaining).map_or(input.len() - i, |r| r.min(input.len() - i));
                     let left = remaining - n as u64;
-                    self.state = State::Chunked(if left == 0 {
-                        Chunk::DataCr
-                    } else {
-                        Chunk::Data { remaining: left }
-                    });
-                    return Ok(Decoded { consumed: i + n, data: &input[i..i + n] });
+                    chunk = if left == 0 { Chunk::DataCr } else { Chunk::Data { remaining: left } };
+                    result = Ok(Decoded { consumed: i + n, data: &input[i..i + n] });
+                    break;
                 }
-                State::Chunked(chunk) => {
-                    match self.step(chunk, byte, self.received + i as u64) {
-                        Ok(next) => self.state = State::Chunked(next),
-                        Err(e) => {
-                            // The bytes before the bad one were consumed.
-                            self.received += i as u64;
-                            return Err(e);
-                        }
+                _ => match self.step(chunk, byte, self.received + i as u64) {
+                    Ok(next) => chunk = next,
+                    Err(e) => {
+                        // The bytes before the bad one were consumed.
+                        self.received += i as u64;
+                        result = Err(e);
+                        break;
                     }
-                }
-                _ => unreachable!("decode_chunked is only called in the chunked state"),
+                },
             }
         }
-        Ok(Decoded { consumed: input.len(), data: &[] })
+        self.state = State::Chunked(chunk);
+        result
     }
 
     /// One framing byte at body offset `offset`: the next state, or what was wrong.
@@ -264,9 +267,8 @@ impl BodyDecoder {
                 b'\n' => Chunk::Done,
                 _ => return bad("expected LF after CR ending the trailer section"),
             },
-            Chunk::Data { .. } | Chunk::Done => {
-                unreachable!("payload and completion are handled by the caller")
-            }
+            // Never passed here: decode_chunked moves payload and stops at completion.
+            Chunk::Data { .. } | Chunk::Done => chunk,
         })
     }
 

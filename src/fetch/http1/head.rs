@@ -103,8 +103,9 @@ pub fn parse_response_head(buf: &[u8], max_head: usize) -> Result<Option<(Respon
     }
 }
 
-/// Heads up to this size are parsed on every call, so errors show at once.
-const EAGER_PARSE: usize = 4096;
+/// Heads up to this size are parsed on every call, so errors in the status line and
+/// first headers show at once.
+const EAGER_PARSE: usize = 1024;
 
 /// [`parse_response_head`] for a buffer that grows as bytes arrive, in amortized linear
 /// time: a stateless parse on every read costs O(n²) when a server trickles a large
@@ -522,7 +523,7 @@ mod tests {
             }
         }
         assert_eq!(result.unwrap().unwrap().1, text.len());
-        // 4096 small-buffer parses, one per doubling after that, and the final one.
+        // 1024 small-buffer parses, one per doubling after that, and the final one.
         assert!(parser.parses <= EAGER_PARSE + 10, "{} parses", parser.parses);
         // Over the limit it still fails, and the parser is ready for the next head.
         let mut parser = HeadParser::new(100);
