@@ -110,7 +110,7 @@ const EAGER_PARSE: usize = 1024;
 /// [`parse_response_head`] for a buffer that grows as bytes arrive, in amortized linear
 /// time: a stateless parse on every read costs O(n²) when a server trickles a large
 /// head a byte at a time. This one parses only when a blank line has appeared, when the
-/// head is small (at most 4 KiB), at the limit, or when the buffer has doubled since the
+/// head is small (at most 1 KiB), at the limit, or when the buffer has doubled since the
 /// last parse; so an invalid head is reported by the time twice its bad byte's offset
 /// has arrived, and the result is always one [`parse_response_head`] would give.
 #[derive(Debug, Clone)]
