@@ -705,4 +705,39 @@ mod tests {
         }
         assert_eq!((dec.payload(), dec.received(), dec.expected(), dec.remaining()), (4, 14, None, None));
     }
+
+    #[test]
+    fn many_chunks_fed_in_uneven_pieces_give_the_exact_payload() {
+        // 200 chunks of sizes 1..=600 in a fixed pseudo-random order, every third with an
+        // extension, then trailers: fed in pieces of 1 to 13 bytes, and in reads of 4 KiB.
+        let (mut wire, mut payload) = (Vec::new(), Vec::new());
+        let mut seed = 7u32;
+        for i in 0..200 {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            let size = (seed >> 16) as usize % 600 + 1;
+            let data: Vec<u8> = (0..size).map(|j| ((i * 31 + j) % 251) as u8).collect();
+            let ext = if i % 3 == 0 { ";i=\"x\"" } else { "" };
+            wire.extend_from_slice(format!("{size:x}{ext}\r\n").as_bytes());
+            wire.extend_from_slice(&data);
+            wire.extend_from_slice(b"\r\n");
+            payload.extend_from_slice(&data);
+        }
+        wire.extend_from_slice(b"0\r\nX-Sum: 1\r\n\r\n");
+        let mut pieces = Vec::new();
+        let mut rest = &wire[..];
+        for size in (1..=13).cycle() {
+            if rest.is_empty() {
+                break;
+            }
+            let (piece, tail) = rest.split_at(size.min(rest.len()));
+            pieces.push(piece);
+            rest = tail;
+        }
+        let uneven = run(BodyKind::Chunked, &pieces, true);
+        let reads: Vec<&[u8]> = wire.chunks(4096).collect();
+        assert_eq!(run(BodyKind::Chunked, &reads, true), uneven);
+        assert_eq!(uneven.body, payload);
+        assert_eq!(uneven.trailers, vec![trailer("X-Sum", "1")]);
+        assert_eq!((uneven.received, uneven.result), (wire.len() as u64, Ok(())));
+    }
 }
