@@ -194,7 +194,7 @@ pub fn run(args: FetchArgs) -> Result<(), Failure> {
     let hint = match (&result, t.sink.take()) {
         (Err(_), Some(sink)) => match sink.abandon() {
             Some((part, len)) => {
-                format!("; {} holds {len} bytes, `tcpkit fetch -C - -o ...` resumes it", part.display())
+                format!("; {} holds {len} bytes: run again with `-C -` to resume", part.display())
             }
             None => String::new(),
         },

@@ -27,6 +27,8 @@ fn output_file_is_written_through_part_and_renamed() {
         args.push(&url);
         let out = fetch(&args);
         assert_eq!((out.status.code(), out.stdout.len()), (Some(0), 0), "{}", parts(&out).2);
+        // stderr is not a terminal here: no progress bar.
+        assert_eq!(out.stderr, b"");
         assert_eq!(read(&dest), body);
         assert!(!dir.path().join("out.bin.part").exists());
         std::fs::remove_file(&dest).unwrap();

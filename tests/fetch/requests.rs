@@ -248,3 +248,37 @@ fn urls_outside_http_are_refused_and_malformed_ones_exit_3() {
     assert_eq!(fetch(&["http://[::1/"]).status.code(), Some(3));
     assert_eq!(fetch(&["http://"]).status.code(), Some(3));
 }
+
+#[test]
+fn corrupt_compressed_body_exits_61() {
+    let server =
+        HyperServer::start(Arc::new(|_| full(200, &[("content-encoding", "gzip")], "not gzip at all")));
+    let (code, _, stderr) = parts(&fetch(&["--compressed", &server.url("/")]));
+    assert_eq!(code, 61, "{stderr}");
+    assert!(stderr.contains("gzip"), "{stderr}");
+    // Without --compressed the bytes are passed through untouched.
+    let out = fetch(&[&server.url("/")]);
+    assert_eq!(out.stdout, b"not gzip at all");
+}
+
+#[test]
+fn a_method_that_is_not_a_token_is_a_usage_error() {
+    let server = echo_server();
+    let (code, _, stderr) = parts(&fetch(&["-X", "GET /x HTTP/1.1\r\nEvil:", &server.url("/")]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(server.seen().is_empty());
+}
+
+#[test]
+fn dump_header_with_redirects_holds_every_head() {
+    let server = HyperServer::start(Arc::new(|seen| match seen.target.as_str() {
+        "/first" => full(302, &[("location", "/second")], ""),
+        _ => full(200, &[], "body"),
+    }));
+    let out = fetch(&["-L", "-D", "-", &server.url("/first")]);
+    let (code, stdout, _) = parts(&out);
+    assert_eq!(code, 0);
+    let first = stdout.find("HTTP/1.1 302 Found\r\n").expect("302 head");
+    let second = stdout.find("HTTP/1.1 200 OK\r\n").expect("200 head");
+    assert!(first < second && stdout.ends_with("\r\n\r\nbody"), "{stdout}");
+}
