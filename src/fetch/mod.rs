@@ -750,6 +750,48 @@ fn prefixed(prefix: &str, raw: &[u8]) -> String {
 mod tests {
     use super::*;
 
+    fn config(args: &[&str]) -> Result<Config, FetchError> {
+        use clap::Parser;
+        let mut all = vec!["tcpkit", "fetch"];
+        all.extend_from_slice(args);
+        let crate::cli::Command::Fetch(a) = crate::cli::Cli::try_parse_from(all).unwrap().command else {
+            panic!("not fetch")
+        };
+        Config::from_args(&a)
+    }
+
+    #[test]
+    fn method_follows_curl_defaults() {
+        assert_eq!(config(&["http://h/"]).unwrap().method, "GET");
+        assert_eq!(config(&["-I", "http://h/"]).unwrap().method, "HEAD");
+        assert_eq!(config(&["-d", "x", "http://h/"]).unwrap().method, "POST");
+        assert_eq!(config(&["-X", "PATCH", "-d", "x", "http://h/"]).unwrap().method, "PATCH");
+        assert!(config(&["-I", "http://h/"]).unwrap().include);
+    }
+
+    #[test]
+    fn contradictions_are_usage_errors() {
+        for args in [
+            &["-I", "-d", "x", "http://h/"][..],
+            &["-C", "-", "http://h/"],
+            &["-C", "100", "-o", "f", "http://h/"],
+            &["-C", "-", "-i", "-o", "f", "http://h/"],
+            &["-m=-1", "http://h/"],
+            &["-H", "bad header", "http://h/"],
+        ] {
+            let err = config(args).err().unwrap_or_else(|| panic!("{args:?} accepted"));
+            assert_eq!(exit_code(&err), 2, "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn remote_name_comes_from_the_url() {
+        let c = config(&["-O", "http://h/a/b.tar.gz?x=1"]).unwrap();
+        assert_eq!(c.output, Some(PathBuf::from("b.tar.gz")));
+        let c = config(&["-d", "a", "-d", "@/nonexistent/x", "http://h/"]);
+        assert!(matches!(c, Err(FetchError::ReadFile { .. })));
+    }
+
     #[test]
     fn verbose_lines_are_prefixed_without_the_blank_line() {
         assert_eq!(prefixed("< ", b"HTTP/1.1 200 OK\r\nA: b\r\n\r\n"), "< HTTP/1.1 200 OK\n< A: b\n");
