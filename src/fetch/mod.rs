@@ -488,8 +488,10 @@ impl<'a> Transfer<'a> {
         let cfg = self.cfg;
         let (mut start, mut end) = (0usize, 0usize);
         let mut total = 0u64;
+        // Parses only when the head may be complete, so a trickled head costs linear time.
+        let mut parser = http1::HeadParser::new(cfg.max_head);
         loop {
-            if let Some((head, n)) = http1::parse_response_head(&buf[start..end], cfg.max_head)? {
+            if let Some((head, n)) = parser.parse(&buf[start..end])? {
                 self.emit_head(&buf[start..start + n])?;
                 start += n;
                 // 101 would switch protocols, which we never ask for: treat it as final.
@@ -504,7 +506,7 @@ impl<'a> Transfer<'a> {
             }
             if end == buf.len() {
                 // Only a head longer than the buffer grows it, and never past --max-head
-                // (parse_response_head fails at that size).
+                // (the parser fails at that size).
                 let bigger = (buf.len() * 2).min(cfg.max_head).max(buf.len() + 1);
                 buf.resize(bigger, 0);
             }
