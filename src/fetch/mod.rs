@@ -44,7 +44,7 @@ use crate::net::tls::{ClientOptions, client_config};
 struct Config {
     url: Url,
     method: String,
-    body: Option<Vec<u8>>,
+    body: Option<Body>,
     form: bool,
     edits: Vec<HeaderEdit>,
     /// `-o`/`-O`: the final file name.
@@ -74,8 +74,28 @@ fn seconds(flag: &str, secs: f64) -> Result<Duration, FetchError> {
         .map_err(|_| FetchError::Usage(format!("{flag}: {secs} is not a number of seconds >= 0")))
 }
 
-/// The body of `-d` / `--data-binary`: literal, or `@FILE` (newlines stripped for `-d`).
-fn request_body(args: &FetchArgs) -> Result<Option<Vec<u8>>, FetchError> {
+/// A request body: in memory (`-d`, a literal `--data-binary`), or streamed from a
+/// file (`--data-binary @FILE`), so a large upload costs no memory.
+enum Body {
+    Bytes(Vec<u8>),
+    File { path: PathBuf, len: u64 },
+}
+
+impl Body {
+    fn len(&self) -> u64 {
+        match self {
+            Body::Bytes(b) => b.len() as u64,
+            Body::File { len, .. } => *len,
+        }
+    }
+}
+
+/// Bytes read from a `--data-binary @FILE` per write to the socket.
+const UPLOAD_CHUNK: usize = 64 * 1024;
+
+/// The body of `-d` / `--data-binary`: literal, or `@FILE` (newlines stripped for `-d`,
+/// which curl also reads into memory: form data is small).
+fn request_body(args: &FetchArgs) -> Result<Option<Body>, FetchError> {
     let read = |spec: &str| -> Result<Vec<u8>, FetchError> {
         match spec.strip_prefix('@') {
             Some(path) => {
@@ -85,7 +105,16 @@ fn request_body(args: &FetchArgs) -> Result<Option<Vec<u8>>, FetchError> {
         }
     };
     if let Some(spec) = &args.data_binary {
-        return read(spec).map(Some);
+        let Some(path) = spec.strip_prefix('@') else {
+            return Ok(Some(Body::Bytes(spec.as_bytes().to_vec())));
+        };
+        let meta =
+            std::fs::metadata(path).map_err(|source| FetchError::ReadFile { path: path.into(), source })?;
+        if !meta.is_file() {
+            let source = std::io::Error::other("not a regular file");
+            return Err(FetchError::ReadFile { path: path.into(), source });
+        }
+        return Ok(Some(Body::File { path: path.into(), len: meta.len() }));
     }
     if args.data.is_empty() {
         return Ok(None);
@@ -101,7 +130,31 @@ fn request_body(args: &FetchArgs) -> Result<Option<Vec<u8>>, FetchError> {
         }
         body.extend_from_slice(&part);
     }
-    Ok(Some(body))
+    Ok(Some(Body::Bytes(body)))
+}
+
+/// Send `body` after the head: from memory, or read from its file in
+/// [`UPLOAD_CHUNK`] pieces, exactly the length announced in Content-Length.
+async fn send_body(conn: &mut Conn, body: &Body) -> Result<(), FetchError> {
+    use std::io::Read;
+    let Body::File { path, len } = body else { return Ok(()) };
+    let fail = |source| FetchError::ReadFile { path: path.clone(), source };
+    let mut file = File::open(path).map_err(fail)?;
+    let mut chunk = vec![0u8; UPLOAD_CHUNK];
+    let mut left = *len;
+    while left > 0 {
+        let want = usize::try_from(left).map_or(chunk.len(), |l| l.min(chunk.len()));
+        let n = file.read(&mut chunk[..want]).map_err(fail)?;
+        if n == 0 {
+            return Err(fail(std::io::Error::other(format!(
+                "file shrank: {} of {len} bytes left to send",
+                left
+            ))));
+        }
+        conn.write_all(&chunk[..n]).await.map_err(FetchError::Send)?;
+        left -= n as u64;
+    }
+    Ok(())
 }
 
 impl Config {
@@ -280,7 +333,7 @@ impl<'a> Transfer<'a> {
         }
         let mut url = cfg.url.clone();
         let mut method = cfg.method.clone();
-        let mut body = cfg.body.as_deref();
+        let mut body = cfg.body.as_ref();
         loop {
             match self.hop(&url, &method, body).await? {
                 HopEnd::Done => return Ok(()),
@@ -348,7 +401,7 @@ impl<'a> Transfer<'a> {
     }
 
     /// One request and its response.
-    async fn hop(&mut self, url: &Url, method: &str, body: Option<&[u8]>) -> Result<HopEnd, FetchError> {
+    async fn hop(&mut self, url: &Url, method: &str, body: Option<&Body>) -> Result<HopEnd, FetchError> {
         let cfg = self.cfg;
         self.hops.push(Hop {
             what: format!("{method} {url}"),
@@ -379,7 +432,7 @@ impl<'a> Transfer<'a> {
         let plan = HeaderPlan {
             compressed: cfg.compressed,
             resume_from: self.resume.offset,
-            body_len: body.map(<[u8]>::len),
+            body_len: body.map(Body::len),
             form: cfg.form,
             edits: &cfg.edits,
             credentials: request::same_origin(&cfg.url, url),
@@ -392,10 +445,18 @@ impl<'a> Transfer<'a> {
         if cfg.verbose {
             eprint!("{}", prefixed("> ", &out));
         }
-        out.extend_from_slice(body.unwrap_or_default());
+        if let Some(Body::Bytes(bytes)) = body {
+            out.extend_from_slice(bytes);
+        }
         self.size_request += out.len() as u64;
-        self.size_upload += body.map_or(0, |b| b.len() as u64);
         conn.write_all(&out).await.map_err(FetchError::Send)?;
+        if let Some(body) = body {
+            send_body(&mut conn, body).await?;
+            self.size_upload += body.len();
+            if let Body::File { len, .. } = body {
+                self.size_request += len;
+            }
+        }
         conn.flush().await.map_err(FetchError::Send)?;
         drop(out);
         let now = self.since_hop();

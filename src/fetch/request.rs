@@ -86,7 +86,7 @@ pub struct HeaderPlan<'a> {
     /// The byte offset to resume from (`-C -`); 0 sends no Range.
     pub resume_from: u64,
     /// The body's length, when there is a body.
-    pub body_len: Option<usize>,
+    pub body_len: Option<u64>,
     /// A `-d` body: sent as a form unless `-H` says otherwise.
     pub form: bool,
     /// The `-H` edits, in order.

@@ -117,3 +117,22 @@ fn timing_shows_every_hop() {
     assert!(stderr.contains("hop 1: GET") && stderr.contains("-> 307"), "{stderr}");
     assert!(stderr.contains("hop 2: GET") && stderr.contains("/x -> 200"), "{stderr}");
 }
+
+#[test]
+fn a_file_body_is_sent_again_after_307() {
+    let server = redirector();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("upload.bin");
+    let body = super::servers::pattern(200_000);
+    std::fs::write(&path, &body).unwrap();
+    let arg = format!("@{}", path.display());
+    let out = fetch(&["-L", "--data-binary", &arg, "-w", "%{size_upload}", &server.url("/s/307/in")]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "end400000", "{}", parts(&out).2);
+    let seen = server.seen();
+    assert_eq!(seen.len(), 2);
+    for req in &seen {
+        assert_eq!((req.method.as_str(), req.body.len()), ("POST", body.len()));
+        assert_eq!(req.body, body);
+        assert_eq!(req.header("content-length"), Some("200000"));
+    }
+}
