@@ -53,7 +53,8 @@ fn phase(out: &mut String, name: &str, from: Option<Duration>, to: Option<Durati
         (Some(a), Some(b)) => ms(b.saturating_sub(a)),
         _ => format!("{:>12}", "-"),
     };
-    let _ = writeln!(out, "  {name:<12}{value}  {note}");
+    let line = format!("  {name:<12}{value}  {note}");
+    let _ = writeln!(out, "{}", line.trim_end());
 }
 
 /// The `--timing` text for `hops`.
@@ -70,7 +71,7 @@ pub fn render(hops: &[Hop]) -> String {
         phase(&mut out, "TCP", hop.resolved, hop.connected, "connect (Happy Eyeballs)");
         let tls_note = if hop.tls_done.is_some() { "handshake" } else { "(plain http)" };
         phase(&mut out, "TLS", hop.connected.filter(|_| hop.tls_done.is_some()), hop.tls_done, tls_note);
-        phase(&mut out, "server wait", hop.ready(), hop.first_byte, "request sent -> first response byte");
+        phase(&mut out, "server wait", hop.ready(), hop.first_byte, "request -> first response byte");
         phase(&mut out, "transfer", hop.first_byte, hop.end, "first byte -> last byte");
         phase(&mut out, "total", zero, hop.end, "");
     }
