@@ -174,3 +174,15 @@ fn replies_split_into_single_bytes_give_the_same_body() {
         );
     }
 }
+
+#[test]
+fn connection_reset_mid_body_exits_56() {
+    let server = RawServer::start(vec![vec![
+        Step::Send(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123".to_vec()),
+        Step::Pause(Duration::from_millis(100)),
+        Step::Reset,
+    ]]);
+    let (code, stdout, stderr) = parts(&fetch(&["-m", "10", &server.url("/")]));
+    assert_eq!((code, stdout.as_str()), (56, "0123"), "{stderr}");
+    assert!(stderr.contains("after 4 bytes"), "{stderr}");
+}

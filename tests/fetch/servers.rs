@@ -232,6 +232,8 @@ pub enum Step {
     Pause(Duration),
     /// As the first step: do not wait for a request head.
     Immediately,
+    /// Close with a TCP reset (SO_LINGER 0) instead of a FIN.
+    Reset,
 }
 
 /// A raw TCP server: each connection gets the next script (the last one repeats),
@@ -301,6 +303,7 @@ fn serve_script(
     sock.set_nodelay(true).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut tls_conn;
+    let reset_handle = sock.try_clone().ok();
     let mut plain = sock;
     let stream: &mut dyn ReadWrite = match tls {
         Some(config) => {
@@ -328,6 +331,12 @@ fn serve_script(
                 }
             }
             Step::Immediately => {}
+            Step::Reset => {
+                if let Some(sock) = reset_handle.as_ref() {
+                    let _ = socket2::SockRef::from(sock).set_linger(Some(Duration::ZERO));
+                }
+                return;
+            }
             Step::Pause(d) => {
                 let until = Instant::now() + d;
                 while Instant::now() < until && !done.load(std::sync::atomic::Ordering::Relaxed) {
