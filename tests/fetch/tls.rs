@@ -103,3 +103,13 @@ fn truncated_https_body_exits_18() {
     assert_eq!((code, stdout.as_str()), (18, "short"), "{stderr}");
     assert!(stderr.contains("5 of 50 bytes received"), "{stderr}");
 }
+
+#[test]
+fn a_handshake_that_never_ends_is_bounded_by_connect_timeout() {
+    // The raw server waits for a request head, which a ClientHello never completes.
+    let server = RawServer::start(vec![vec![]]);
+    let url = format!("https://127.0.0.1:{}/", server.addr.port());
+    let (code, _, stderr) = parts(&fetch(&["-k", "--connect-timeout", "0.3", &url]));
+    assert_eq!(code, 28, "{stderr}");
+    assert!(stderr.contains("timed out after 300 ms"), "{stderr}");
+}
