@@ -56,6 +56,9 @@ pub enum DecodeError {
         /// The coding.
         coding: &'static str,
     },
+    /// A call after an earlier error: a failed stream is not decoded further.
+    #[error("content decoding already failed")]
+    AlreadyFailed,
     /// The sink refused the decoded bytes.
     #[error("writing the decoded body failed: {0}")]
     Write(#[source] std::io::Error),
@@ -78,6 +81,8 @@ type Emit<'e> = dyn FnMut(&[u8]) -> Result<(), DecodeError> + 'e;
 pub struct ContentDecoder {
     /// In decoding order: the last coding applied by the server comes first.
     stages: Vec<Stage>,
+    /// Set by the first error: decoder states after a failure are not to be trusted.
+    failed: bool,
 }
 
 impl std::fmt::Debug for ContentDecoder {
@@ -102,7 +107,7 @@ impl ContentDecoder {
             return Err(DecodeError::TooMany { count: codings.len() });
         }
         let stages = codings.iter().rev().map(|c| Stage::for_coding(c)).collect::<Result<_, _>>()?;
-        Ok(ContentDecoder { stages })
+        Ok(ContentDecoder { stages, failed: false })
     }
 
     /// Whether bytes pass through unchanged (no coding, or only `identity`): the caller
@@ -114,13 +119,23 @@ impl ContentDecoder {
     /// Decode `input` (the next bytes of the body, any size) and write what it yields to
     /// `out`, in pieces of at most [`OUT_BUF`] bytes for a coded body.
     pub fn write(&mut self, input: &[u8], out: &mut dyn Write) -> Result<(), DecodeError> {
-        push(&mut self.stages, input, out)
+        if self.failed {
+            return Err(DecodeError::AlreadyFailed);
+        }
+        let result = push(&mut self.stages, input, out);
+        self.failed = result.is_err();
+        result
     }
 
     /// The body ended: flush what is left and check every coding reached its end marker
     /// (an empty body is accepted for any coding: servers send those for empty files).
     pub fn finish(&mut self, out: &mut dyn Write) -> Result<(), DecodeError> {
-        finish(&mut self.stages, out)
+        if self.failed {
+            return Err(DecodeError::AlreadyFailed);
+        }
+        let result = finish(&mut self.stages, out);
+        self.failed = result.is_err();
+        result
     }
 }
 
@@ -668,6 +683,13 @@ mod tests {
                 other => panic!("{ce} {body:?}: {other}"),
             }
             assert!(err.to_string().starts_with(&format!("corrupt {ce} body: ")), "{err}");
+            // The decoder is not used again after an error.
+            let mut d = ContentDecoder::new(Some(ce.as_bytes())).unwrap();
+            let mut out = Vec::new();
+            let first = d.write(&body, &mut out).and_then(|()| d.finish(&mut out));
+            assert!(first.is_err());
+            assert!(matches!(d.write(b"more", &mut out), Err(DecodeError::AlreadyFailed)));
+            assert!(matches!(d.finish(&mut out), Err(DecodeError::AlreadyFailed)));
             assert_eq!(err.exit_code(), 61);
         }
     }
