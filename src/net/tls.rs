@@ -95,16 +95,27 @@ fn roots(cacert: Option<&Path>) -> Result<RootCertStore, TlsError> {
 pub fn certificate_reason(err: &CertificateError) -> String {
     match err {
         CertificateError::UnknownIssuer => "unknown issuer".into(),
-        CertificateError::Expired | CertificateError::ExpiredContext { .. } => "certificate expired".into(),
-        CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
-            "certificate not yet valid".into()
+        // The context variants say which time or names did not match.
+        CertificateError::ExpiredContext { .. } | CertificateError::NotValidYetContext { .. } => {
+            err.to_string()
         }
-        CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+        CertificateError::Expired => "certificate expired".into(),
+        CertificateError::NotValidYet => "certificate not yet valid".into(),
+        CertificateError::NotValidForNameContext { .. } => format!("name mismatch: {err}"),
+        CertificateError::NotValidForName => {
             "name mismatch (certificate not valid for this host name)".into()
         }
         CertificateError::Revoked => "certificate revoked".into(),
         CertificateError::BadSignature => "bad signature".into(),
-        other => format!("{other:?}").to_lowercase(),
+        CertificateError::Other(other) => match other.to_string().as_str() {
+            // webpki refuses what OpenSSL accepts: `openssl req -x509` marks its
+            // self-signed certificate CA:TRUE by default.
+            "CaUsedAsEndEntity" => "the server's certificate is a CA certificate (a self-signed one with \
+                                    CA:TRUE?): sign a separate server certificate with it, or use -k"
+                .into(),
+            text => text.to_string(),
+        },
+        other => other.to_string(),
     }
 }
 

@@ -113,3 +113,21 @@ fn a_handshake_that_never_ends_is_bounded_by_connect_timeout() {
     assert_eq!(code, 28, "{stderr}");
     assert!(stderr.contains("timed out after 300 ms"), "{stderr}");
 }
+
+#[test]
+fn a_self_signed_ca_certificate_as_server_certificate_is_explained() {
+    // What `openssl req -x509` makes by default: self-signed and CA:TRUE.
+    let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let config =
+        tcpkit::net::tls::server_config(cert.pem().as_bytes(), key.serialize_pem().as_bytes()).unwrap();
+    let server = HyperServer::start_with(Arc::new(|_| full(200, &[], "x")), Some(config), "127.0.0.1:0");
+    let ca = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(ca.path(), cert.pem()).unwrap();
+    let url = format!("https://127.0.0.1:{}/", server.addr.port());
+    let (code, _, stderr) = parts(&fetch(&["--cacert", ca.path().to_str().unwrap(), &url]));
+    assert_eq!(code, 60);
+    assert!(stderr.contains("is a CA certificate") && stderr.contains("-k"), "{stderr}");
+}
