@@ -168,7 +168,9 @@ struct Stage {
 enum Coding {
     Gzip(Box<Gzip>),
     Deflate(Box<Deflate>),
+    /// The decoder, and whether the stream reached its end.
     Brotli(Box<BrotliState<StandardAlloc, StandardAlloc, StandardAlloc>>, bool),
+    /// The decoder, and whether the last frame ended and was flushed.
     Zstd(Box<zstd::stream::raw::Decoder<'static>>, bool),
 }
 
@@ -798,5 +800,22 @@ mod tests {
             );
             assert_eq!(err.exit_code(), 23);
         }
+    }
+
+    #[test]
+    fn a_zstd_window_over_8_mib_is_refused_not_allocated() {
+        let encode = |window_log: u32| {
+            let mut e = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+            e.window_log(window_log).unwrap();
+            e.write_all(b"small content, large declared window").unwrap();
+            e.finish().unwrap()
+        };
+        let ok = encode(ZSTD_WINDOW_LOG_MAX);
+        assert_eq!(decode("zstd", &[&ok]).unwrap(), b"small content, large declared window");
+        let err = decode("zstd", &[&encode(ZSTD_WINDOW_LOG_MAX + 2)]).unwrap_err();
+        assert!(
+            matches!(&err, DecodeError::Corrupt { coding: "zstd", detail } if detail.contains("memory")),
+            "{err}"
+        );
     }
 }
