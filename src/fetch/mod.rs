@@ -185,6 +185,10 @@ impl Config {
             Some("-") if args.include || args.head => {
                 return Err(FetchError::Usage("-C - needs the exact body in the file: drop -i / -I".into()));
             }
+            // A range of an encoded body cannot be appended to decoded bytes.
+            Some("-") if args.compressed => {
+                return Err(FetchError::Usage("-C - needs the body as sent: drop --compressed".into()));
+            }
             Some("-") => true,
             Some(other) => return Err(FetchError::Usage(format!("-C {other}: only `-C -` is supported"))),
         };
@@ -839,6 +843,7 @@ mod tests {
             &["-C", "-", "http://h/"],
             &["-C", "100", "-o", "f", "http://h/"],
             &["-C", "-", "-i", "-o", "f", "http://h/"],
+            &["-C", "-", "--compressed", "-o", "f", "http://h/"],
             &["-m=-1", "http://h/"],
             &["-H", "bad header", "http://h/"],
         ] {
