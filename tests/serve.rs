@@ -1,1 +1,559 @@
-//! Integration tests of `tcpkit serve`.
+//! Integration tests of `tcpkit serve`: raw bytes on the wire against a server
+//! started in the test on port 0, in-process where the library suffices and as
+//! a process where signals, exit codes or log lines are the point.
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream as StdStream};
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use tcpkit::serve::{Config, Server};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::util::tcpkit;
+
+/// Bound on any single wait in these tests, so a bug fails instead of hanging.
+const LIMIT: Duration = Duration::from_secs(10);
+
+/// A server running on the test's runtime; cancelled when dropped.
+struct InProcess {
+    addr: SocketAddr,
+    stop: CancellationToken,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl InProcess {
+    fn start(config: Config) -> InProcess {
+        let server = Server::bind(&config).expect("bind");
+        let addr = server.local_addrs()[0];
+        let stop = CancellationToken::new();
+        let token = stop.clone();
+        let task = tokio::spawn(async move {
+            server.run(token).await.expect("server runs");
+        });
+        InProcess { addr, stop, task: Some(task) }
+    }
+
+    async fn stop(mut self) {
+        self.stop.cancel();
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(LIMIT, task).await.expect("server stops").expect("no panic");
+        }
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// Read until the server closes; fails the test after [`LIMIT`].
+async fn read_to_end(s: &mut TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    tokio::time::timeout(LIMIT, s.read_to_end(&mut out)).await.expect("server closes").expect("read");
+    out
+}
+
+/// Read exactly `n` bytes.
+async fn read_n(s: &mut TcpStream, n: usize) -> Vec<u8> {
+    let mut out = vec![0; n];
+    tokio::time::timeout(LIMIT, s.read_exact(&mut out)).await.expect("bytes arrive").expect("read");
+    out
+}
+
+async fn conversation(addr: SocketAddr, send: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(send).await.unwrap();
+    s.shutdown().await.unwrap();
+    read_to_end(&mut s).await
+}
+
+#[tokio::test]
+async fn the_tutorial_conversation() {
+    let srv = InProcess::start(Config::default());
+    let got = conversation(srv.addr, b"Michael\nTracy\nSarah\nexit\n").await;
+    assert_eq!(got, b"Welcome!\nHello, Michael!\nHello, Tracy!\nHello, Sarah!\n");
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn exit_line_closes_after_earlier_replies() {
+    let srv = InProcess::start(Config::default());
+    let mut s = TcpStream::connect(srv.addr).await.unwrap();
+    // Not half-closed: the server alone decides to close, on `exit`.
+    s.write_all(b"a\nb\nexit\nnot answered\n").await.unwrap();
+    assert_eq!(read_to_end(&mut s).await, b"Welcome!\nHello, a!\nHello, b!\n");
+}
+
+#[tokio::test]
+async fn crlf_loses_its_cr_and_bytes_pass_through_untouched() {
+    let srv = InProcess::start(Config::default());
+    let got = conversation(srv.addr, b"Tracy\r\n\0\xff\xfe\n\n").await;
+    assert_eq!(got, b"Welcome!\nHello, Tracy!\nHello, \0\xff\xfe!\nHello, !\n");
+}
+
+#[tokio::test]
+async fn half_close_answers_a_final_line_without_newline() {
+    let srv = InProcess::start(Config::default());
+    assert_eq!(conversation(srv.addr, b"one\ntwo").await, b"Welcome!\nHello, one!\nHello, two!\n");
+    assert_eq!(conversation(srv.addr, b"one\n").await, b"Welcome!\nHello, one!\n");
+    assert_eq!(conversation(srv.addr, b"").await, b"Welcome!\n");
+}
+
+#[tokio::test]
+async fn one_segment_or_one_byte_per_segment_give_the_same_replies() {
+    let srv = InProcess::start(Config::default());
+    let input = b"Michael\r\nTracy\n\xffSarah\nlast";
+    let whole = conversation(srv.addr, input).await;
+    let mut s = TcpStream::connect(srv.addr).await.unwrap();
+    s.set_nodelay(true).unwrap();
+    for b in input {
+        s.write_all(&[*b]).await.unwrap();
+        tokio::task::yield_now().await;
+    }
+    s.shutdown().await.unwrap();
+    assert_eq!(read_to_end(&mut s).await, whole);
+    assert_eq!(whole, b"Welcome!\nHello, Michael!\nHello, Tracy!\nHello, \xffSarah!\nHello, last!\n");
+}
+
+#[tokio::test]
+async fn many_lines_in_one_write_are_answered_in_order() {
+    let srv = InProcess::start(Config::default());
+    let mut input = Vec::new();
+    let mut want = b"Welcome!\n".to_vec();
+    for i in 0..20_000 {
+        input.extend_from_slice(format!("n{i}\n").as_bytes());
+        want.extend_from_slice(format!("Hello, n{i}!\n").as_bytes());
+    }
+    assert_eq!(conversation(srv.addr, &input).await, want);
+}
+
+#[tokio::test]
+async fn greeting_reply_and_quit_word_are_configurable() {
+    let config = Config {
+        protocol: tcpkit::serve::protocol::Protocol::new("hi there", "<{}>", "bye"),
+        ..Config::default()
+    };
+    let srv = InProcess::start(config);
+    assert_eq!(conversation(srv.addr, b"x\nexit\nbye\ny\n").await, b"hi there\n<x>\n<exit>\n");
+}
+
+fn with_max_line(n: usize) -> Config {
+    Config { max_line: n, ..Config::default() }
+}
+
+#[tokio::test]
+async fn a_line_exactly_at_max_line_is_answered() {
+    let srv = InProcess::start(with_max_line(8));
+    let got = conversation(srv.addr, b"12345678\n12345678\r\n12345678").await;
+    assert_eq!(got, b"Welcome!\nHello, 12345678!\nHello, 12345678!\nHello, 12345678!\n");
+}
+
+#[tokio::test]
+async fn a_line_one_over_max_line_gets_err_and_close() {
+    let srv = InProcess::start(with_max_line(8));
+    let mut s = TcpStream::connect(srv.addr).await.unwrap();
+    s.write_all(b"ok\n123456789\nnever\n").await.unwrap();
+    let got = read_to_end(&mut s).await;
+    assert_eq!(got, b"Welcome!\nHello, ok!\nERR line too long (limit 8 bytes)\n");
+}
+
+#[tokio::test]
+async fn endless_bytes_without_newline_are_cut_off_early() {
+    let srv = InProcess::start(with_max_line(1024));
+    let mut s = TcpStream::connect(srv.addr).await.unwrap();
+    // The server must answer long before 64 MiB: it does not buffer the line.
+    let chunk = vec![b'x'; 64 * 1024];
+    let mut sent = 0usize;
+    let writer = async {
+        while sent < 64 << 20 {
+            match s.write(&chunk).await {
+                Ok(n) => sent += n,
+                Err(_) => break,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(LIMIT, s.read_to_end(&mut got)).await.expect("server closes");
+    assert!(got.ends_with(b"ERR line too long (limit 1024 bytes)\n"), "{got:?}");
+}
+
+#[tokio::test]
+async fn over_max_connections_a_client_gets_busy_and_others_are_unaffected() {
+    let srv = InProcess::start(Config { max_connections: Some(2), ..Config::default() });
+    let mut a = TcpStream::connect(srv.addr).await.unwrap();
+    let mut b = TcpStream::connect(srv.addr).await.unwrap();
+    assert_eq!(read_n(&mut a, 9).await, b"Welcome!\n");
+    assert_eq!(read_n(&mut b, 9).await, b"Welcome!\n");
+    let mut c = TcpStream::connect(srv.addr).await.unwrap();
+    assert_eq!(read_to_end(&mut c).await, b"ERR server busy\n");
+    a.write_all(b"still here\n").await.unwrap();
+    assert_eq!(read_n(&mut a, 19).await, b"Hello, still here!\n");
+    // A place frees up when a connection ends.
+    drop(b);
+    let mut served = false;
+    for _ in 0..100 {
+        let mut d = TcpStream::connect(srv.addr).await.unwrap();
+        let mut first = [0u8; 9];
+        if tokio::time::timeout(LIMIT, d.read_exact(&mut first)).await.is_ok_and(|r| r.is_ok())
+            && &first == b"Welcome!\n"
+        {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(served, "a freed place is given to a new client");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_connection_is_closed_after_the_idle_timeout() {
+    let config = Config { idle_timeout: Some(Duration::from_secs(300)), ..Config::default() };
+    let srv = InProcess::start(config);
+    let mut s = TcpStream::connect(srv.addr).await.unwrap();
+    assert_eq!(read_n(&mut s, 9).await, b"Welcome!\n");
+    let before = tokio::time::Instant::now();
+    s.write_all(b"x\n").await.unwrap();
+    assert_eq!(read_n(&mut s, 10).await, b"Hello, x!\n");
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).await.unwrap();
+    assert!(rest.is_empty());
+    // Paused time: the clock jumped straight to the deadline, not earlier.
+    assert!(before.elapsed() >= Duration::from_secs(300), "{:?}", before.elapsed());
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_stalls_only_itself() {
+    let srv = InProcess::start(Config::default());
+    let std_stream = StdStream::connect(srv.addr).unwrap();
+    std_stream.set_write_timeout(Some(Duration::from_millis(500))).unwrap();
+    // Write lines and never read: once the server stops reading, writes block.
+    let hog = std::thread::spawn(move || {
+        let mut s = std_stream;
+        let chunk = b"0123456789abcdef\n".repeat(4096);
+        let mut sent = 0usize;
+        while sent < 256 << 20 {
+            match s.write(&chunk) {
+                Ok(n) => sent += n,
+                Err(_) => break,
+            }
+        }
+        (sent, s)
+    });
+    // Meanwhile another client is served as usual.
+    let got = conversation(srv.addr, b"fine\n").await;
+    assert_eq!(got, b"Welcome!\nHello, fine!\n");
+    let (sent, hog_stream) = tokio::task::spawn_blocking(move || hog.join().unwrap()).await.unwrap();
+    // 256 MiB sent would mean the server kept reading without sending replies.
+    assert!(sent < 256 << 20, "the server kept reading: {sent} bytes");
+    drop(hog_stream);
+}
+
+#[tokio::test]
+async fn ipv6_loopback_works() {
+    let config = Config { listen: vec!["[::1]:0".parse().unwrap()], ..Config::default() };
+    let Ok(server) = Server::bind(&config) else {
+        // Only a host without IPv6 at all may skip; ::1 is there on Linux CI.
+        assert!(std::net::TcpListener::bind("[::1]:0").is_err(), "::1 works but serve failed");
+        return;
+    };
+    let addr = server.local_addrs()[0];
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(server.run(stop.clone()));
+    assert!(addr.is_ipv6());
+    assert_eq!(conversation(addr, b"six\n").await, b"Welcome!\nHello, six!\n");
+    stop.cancel();
+    task.await.unwrap().unwrap();
+}
+
+// ---- As a process: signals, exit codes, log lines ----
+
+/// `tcpkit serve` as a child process with JSON logs; its stderr lines arrive on `logs`.
+struct Proc {
+    child: Child,
+    addr: SocketAddr,
+    logs: mpsc::Receiver<serde_json::Value>,
+}
+
+impl Proc {
+    fn start(args: &[&str]) -> Proc {
+        let mut child = tcpkit()
+            .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn tcpkit serve");
+        let (tx, logs) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("log line is not JSON ({e}): {line}"));
+                if tx.send(value).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut p = Proc { child, addr: "0.0.0.0:0".parse().unwrap(), logs };
+        let listening = p.wait_log(|v| v["message"] == "listening");
+        p.addr = listening["addr"].as_str().unwrap().parse().unwrap();
+        p
+    }
+
+    /// The next log line that matches, skipping others.
+    fn wait_log(&mut self, want: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        loop {
+            let v = self.logs.recv_timeout(LIMIT).expect("expected log line did not come");
+            if want(&v) {
+                return v;
+            }
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    fn wait_exit(&mut self) -> std::process::ExitStatus {
+        for _ in 0..(LIMIT.as_millis() / 10) {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("server did not exit");
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn std_read_to_end(s: &mut StdStream) -> Vec<u8> {
+    s.set_read_timeout(Some(LIMIT)).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).expect("server closes in time");
+    out
+}
+
+#[test]
+fn one_log_line_per_connection_with_its_four_tuple_and_counters() {
+    let mut p = Proc::start(&[]);
+    let mut s = StdStream::connect(p.addr).unwrap();
+    let local = s.local_addr().unwrap();
+    s.write_all(b"Michael\nexit\n").unwrap();
+    assert_eq!(std_read_to_end(&mut s), b"Welcome!\nHello, Michael!\n");
+    let line = p.wait_log(|v| v["message"] == "closed");
+    assert_eq!(line["local"], p.addr.to_string());
+    assert_eq!(line["peer"], local.to_string());
+    assert_eq!(line["lines"], 1);
+    assert_eq!(line["bytes_in"], 13);
+    assert_eq!(line["bytes_out"], 25);
+    assert_eq!(line["reason"], "quit");
+    assert!(line["duration_ms"].as_f64().is_some());
+    assert_eq!(line["level"], "INFO");
+}
+
+#[test]
+fn close_reasons_are_logged() {
+    let mut p = Proc::start(&["--max-line", "4", "--max-connections", "1"]);
+    let reason = |p: &mut Proc| p.wait_log(|v| v["message"] == "closed")["reason"].clone();
+
+    let mut s = StdStream::connect(p.addr).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    std_read_to_end(&mut s);
+    assert_eq!(reason(&mut p), "eof");
+
+    let mut s = StdStream::connect(p.addr).unwrap();
+    s.write_all(b"toolong\n").unwrap();
+    std_read_to_end(&mut s);
+    assert_eq!(reason(&mut p), "line too long");
+
+    let mut held = StdStream::connect(p.addr).unwrap();
+    let mut greeting = [0u8; 9];
+    held.read_exact(&mut greeting).unwrap();
+    let mut busy = StdStream::connect(p.addr).unwrap();
+    assert_eq!(std_read_to_end(&mut busy), b"ERR server busy\n");
+    assert_eq!(reason(&mut p), "busy");
+
+    // A reset mid-burst: SO_LINGER 0 makes close send RST with lines unanswered.
+    let sock = socket2::Socket::from(held);
+    sock.set_linger(Some(Duration::ZERO)).unwrap();
+    let mut held = StdStream::from(sock);
+    held.write_all(&b"ab\n".repeat(10_000)).unwrap();
+    drop(held);
+    assert_eq!(reason(&mut p), "reset");
+    // The server goes on.
+    let mut s = StdStream::connect(p.addr).unwrap();
+    s.write_all(b"ok\nexit\n").unwrap();
+    assert_eq!(std_read_to_end(&mut s), b"Welcome!\nHello, ok!\n");
+}
+
+#[test]
+fn sigterm_answers_every_received_line_then_exits_zero() {
+    let mut p = Proc::start(&[]);
+    let mut clients = Vec::new();
+    for i in 0..20 {
+        let mut s = StdStream::connect(p.addr).unwrap();
+        let mut greeting = [0u8; 9];
+        s.read_exact(&mut greeting).unwrap();
+        // Complete lines, then a partial one that must not be answered.
+        let lines: String = (0..50).map(|j| format!("c{i}l{j}\n")).collect();
+        s.write_all(lines.as_bytes()).unwrap();
+        s.write_all(b"partial").unwrap();
+        clients.push((i, s));
+    }
+    // The bytes are on the host (loopback delivers at write); the signal follows.
+    std::thread::sleep(Duration::from_millis(100));
+    p.signal("TERM");
+    for (i, mut s) in clients {
+        let want: String = (0..50).map(|j| format!("Hello, c{i}l{j}!\n")).collect();
+        assert_eq!(String::from_utf8_lossy(&std_read_to_end(&mut s)), want);
+    }
+    let status = p.wait_exit();
+    assert!(status.success(), "{status:?}");
+    // New connections are refused once shutdown began.
+    assert!(StdStream::connect(p.addr).is_err());
+}
+
+#[test]
+fn shutdown_timeout_bounds_a_client_that_never_reads() {
+    let mut p = Proc::start(&["--shutdown-timeout", "1"]);
+    let mut s = StdStream::connect(p.addr).unwrap();
+    s.set_write_timeout(Some(Duration::from_millis(300))).unwrap();
+    let chunk = b"x\n".repeat(32 * 1024);
+    while s.write(&chunk).is_ok() {}
+    p.signal("INT");
+    let status = p.wait_exit();
+    assert!(status.success(), "{status:?}");
+    let line = p.wait_log(|v| v["message"] == "closed");
+    assert_eq!(line["reason"], "shutdown");
+}
+
+#[test]
+fn a_port_in_use_fails_with_the_address_in_the_message() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = tcpkit().args(["serve", "--listen", &addr]).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&addr) && stderr.contains("in use"), "{stderr}");
+}
+
+#[test]
+fn accept_errors_back_off_and_the_server_recovers() {
+    // 32 descriptors in all: accept fails with EMFILE long before 60 clients.
+    let mut child = std::process::Command::new("bash")
+        .args([
+            "-c",
+            "ulimit -n 32 && exec \"$0\" serve --listen 127.0.0.1:0 --log-format json --max-connections 100",
+        ])
+        .arg(crate::util::tcpkit_bin())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let (tx, rx) = mpsc::channel::<serde_json::Value>();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str(&line) {
+                let _ = tx.send(v);
+            }
+        }
+    });
+    let mut p = Proc { child, addr: "0.0.0.0:0".parse().unwrap(), logs: rx };
+    p.addr = p.wait_log(|v| v["message"] == "listening")["addr"].as_str().unwrap().parse().unwrap();
+    let mut held: Vec<StdStream> = (0..60).filter_map(|_| StdStream::connect(p.addr).ok()).collect();
+    let failed = p.wait_log(|v| v["message"] == "accept failed");
+    assert!(failed["error"].as_str().unwrap().contains("Too many open files"), "{failed}");
+    // Free the descriptors: the server comes back by itself.
+    held.clear();
+    let mut s = None;
+    for _ in 0..200 {
+        let mut c = StdStream::connect(p.addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        let mut g = [0u8; 9];
+        if c.read_exact(&mut g).is_ok() {
+            s = Some(c);
+            break;
+        }
+    }
+    let mut s = s.expect("server accepts again");
+    s.write_all(b"back\nexit\n").unwrap();
+    assert_eq!(std_read_to_end(&mut s), b"Hello, back!\n");
+    assert_eq!(p.child.try_wait().unwrap(), None, "server still running");
+}
+
+/// Bytes in the kernel send queue of the TCP socket from `local` to `remote`
+/// (sent, not yet acknowledged by the peer), from /proc/net/tcp.
+fn send_queue(local: SocketAddr, remote: SocketAddr) -> u64 {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let hex = |a: SocketAddr| match a {
+        SocketAddr::V4(v4) => format!("{:08X}:{:04X}", u32::from_le_bytes(v4.ip().octets()), v4.port()),
+        SocketAddr::V6(_) => unreachable!("IPv4 only"),
+    };
+    let (l, r) = (hex(local), hex(remote));
+    for row in table.lines().skip(1) {
+        let f: Vec<&str> = row.split_whitespace().collect();
+        if f[1] == l && f[2] == r {
+            let tx = f[4].split(':').next().unwrap();
+            return u64::from_str_radix(tx, 16).unwrap();
+        }
+    }
+    panic!("socket {local} -> {remote} not in /proc/net/tcp");
+}
+
+#[test]
+fn shutdown_answers_lines_still_unread_in_the_kernel_buffer() {
+    let mut p = Proc::start(&[]);
+    // A tiny receive buffer on the client: the server soon cannot write its
+    // replies, stops reading, and the rest of the input waits in its kernel buffer.
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    sock.connect(&p.addr.into()).unwrap();
+    sock.set_nonblocking(true).unwrap();
+    let mut s = StdStream::from(sock);
+    let input: Vec<u8> = (0..2_000_000u32).flat_map(|i| format!("{i:08}\n").into_bytes()).collect();
+    let mut written = 0;
+    let mut stalled = 0;
+    while written < input.len() && stalled < 50 {
+        match s.write(&input[written..]) {
+            Ok(n) => {
+                written += n;
+                stalled = 0;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                stalled += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("write: {e}"),
+        }
+    }
+    assert!(written < input.len(), "the server never stopped reading: {written} bytes");
+    // What reached the server's host socket: written less what is still queued here.
+    let delivered = written - send_queue(s.local_addr().unwrap(), p.addr) as usize;
+    p.signal("TERM");
+    s.set_nonblocking(false).unwrap();
+    let got = std_read_to_end(&mut s);
+    let want_lines = input[..delivered].iter().filter(|&&b| b == b'\n').count();
+    let mut want = b"Welcome!\n".to_vec();
+    for i in 0..want_lines {
+        want.extend_from_slice(format!("Hello, {i:08}!\n").as_bytes());
+    }
+    assert_eq!(got.len(), want.len(), "replies for exactly the {want_lines} lines that had arrived");
+    assert!(got == want);
+    assert!(p.wait_exit().success());
+}
