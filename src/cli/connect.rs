@@ -11,6 +11,14 @@ use clap::Args;
 /// resolved, 3 refused, 4 timed out (connect or -w idle), 5 reset by the peer,
 /// 6 stdout closed or not writable.
 #[derive(Debug, Clone, Args)]
+#[command(after_help = "\
+Stdin EOF shuts down the socket's write half; output goes on until the server closes.
+
+Exit codes: 0 clean close by the server, 1 other error, 2 name not resolved (or no address of \
+the -4/-6 family), 3 connection refused, 4 timed out (--connect-timeout, -w, or the open \
+connection), 5 connection reset by the peer, 6 stdout closed or not writable.
+
+Example: printf 'Michael\\nexit\\n' | tcpkit connect 127.0.0.1 9999")]
 pub struct ConnectArgs {
     /// Host name or IP address (an IPv6 literal with or without brackets).
     pub host: String,
@@ -106,6 +114,25 @@ mod tests {
         for bad in ["-1", "NaN", "inf", "1e300", "soon"] {
             assert!(parse(&["-w", bad, "h", "1"]).is_err(), "-w {bad}");
             assert!(parse(&["--connect-timeout", bad, "h", "1"]).is_err(), "--connect-timeout {bad}");
+        }
+    }
+
+    #[test]
+    fn help_states_the_exit_codes_the_command_uses() {
+        use crate::connect::*;
+        use clap::CommandFactory;
+        let mut cli = Cli::command();
+        let help = cli.find_subcommand_mut("connect").unwrap().render_help().to_string().replace('\n', " ");
+        for (code, meaning) in [
+            (EXIT_OK, "clean close"),
+            (EXIT_OTHER, "other error"),
+            (EXIT_RESOLVE, "name not resolved"),
+            (EXIT_REFUSED, "connection refused"),
+            (EXIT_TIMED_OUT, "timed out"),
+            (EXIT_RESET, "connection reset"),
+            (EXIT_STDOUT, "stdout closed"),
+        ] {
+            assert!(help.contains(&format!("{code} {meaning}")), "help lacks `{code} {meaning}`:\n{help}");
         }
     }
 
