@@ -1,6 +1,6 @@
 //! `tcpkit connect`: the netcat-style client.
 //!
-//! Connects with Happy Eyeballs ([`crate::net::connect`]), then copies stdin to
+//! Connects with Happy Eyeballs ([`mod@crate::net::connect`]), then copies stdin to
 //! the socket and the socket to stdout at the same time. Stdin EOF shuts down the
 //! socket's write half and output goes on until the server closes (the contract
 //! of tokio's `copy_bidirectional`), so a piped conversation is printed in full.
