@@ -14,6 +14,7 @@
 use std::cell::Cell;
 use std::io::{self, Write};
 use std::net::SocketAddr;
+use std::task::Poll;
 use std::time::Duration;
 
 use thiserror::Error;
@@ -275,6 +276,16 @@ where
             // Output first: when both are ready, bytes already received are shown.
             biased;
             done = &mut download => {
+                // The upload may have failed in this same wake-up: give it one
+                // more poll so a reset it saw is not lost behind the EOF.
+                if uploading {
+                    let last = std::future::poll_fn(|cx| Poll::Ready(upload.as_mut().poll(cx))).await;
+                    if let Poll::Ready(Err(SessionError::Socket(e))) = last
+                        && is_reset(&e)
+                    {
+                        upload_reset = Some(e);
+                    }
+                }
                 break match (done, upload_reset.take()) {
                     (Ok(()), Some(reset)) => Err(SessionError::Socket(reset)),
                     (done, _) => done,
@@ -533,5 +544,59 @@ mod tests {
             tokio::join!(session(&b"x"[..], &mut out, sock_rd, sock_wr, &settings, &mut stats), peer);
         done.unwrap();
         assert_eq!(out, b"bye");
+    }
+
+    /// A socket write half that fails every write with `kind`.
+    struct FailingWriter(io::ErrorKind);
+
+    impl AsyncWrite for FailingWriter {
+        fn poll_write(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            _: &[u8],
+        ) -> std::task::Poll<io::Result<usize>> {
+            std::task::Poll::Ready(Err(self.0.into()))
+        }
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            std::task::Poll::Ready(Err(self.0.into()))
+        }
+    }
+
+    #[tokio::test]
+    async fn broken_pipe_on_send_stops_sending_and_a_clean_close_is_still_ok() {
+        let settings = Settings { half_close: true, ..Settings::default() };
+        let mut stats = Stats::default();
+        let mut out = Vec::new();
+        let sock_wr = FailingWriter(io::ErrorKind::BrokenPipe);
+        let done = session(&b"more\n"[..], &mut out, &b"bye\n"[..], sock_wr, &settings, &mut stats).await;
+        done.unwrap();
+        assert_eq!(out, b"bye\n");
+        assert_eq!(stats, Stats { sent: 0, received: 4 });
+    }
+
+    #[tokio::test]
+    async fn reset_on_send_is_reported_after_the_received_bytes_are_printed() {
+        let settings = Settings { half_close: true, ..Settings::default() };
+        let mut stats = Stats::default();
+        let mut out = Vec::new();
+        let sock_wr = FailingWriter(io::ErrorKind::ConnectionReset);
+        let err = session(&b"x"[..], &mut out, &b"last words"[..], sock_wr, &settings, &mut stats).await;
+        assert!(
+            matches!(&err, Err(SessionError::Socket(e)) if e.kind() == io::ErrorKind::ConnectionReset),
+            "{err:?}"
+        );
+        assert_eq!(out, b"last words");
+        let err = err.unwrap_err().into_error("127.0.0.1:9".parse().unwrap(), &stats);
+        assert_eq!(exit_code(&err), EXIT_RESET);
+        assert_eq!(err.to_string(), "connection reset by peer 127.0.0.1:9 after 10 bytes received");
     }
 }
