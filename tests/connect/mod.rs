@@ -548,3 +548,42 @@ fn tcpkit_serve_answers_a_final_line_without_newline_after_the_half_close() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "Welcome!\nHello, Michael!\nHello, Sarah!\n");
     assert_eq!(out.code, Some(0), "stderr: {}", out.stderr);
 }
+
+#[test]
+fn source_address_is_the_one_the_server_sees() {
+    let (listener, port) = listen_v4();
+    let server = thread::spawn(move || {
+        let (mut stream, peer) = accept_one(&listener);
+        read_until_eof(&mut stream);
+        stream.write_all(format!("you are {}\n", peer.ip()).as_bytes()).unwrap();
+    });
+    // All of 127.0.0.0/8 is loopback on Linux.
+    let out = run(&["-s", "127.0.0.2", "127.0.0.1", &port], b"");
+    server.join().unwrap();
+    assert_eq!(out.code, Some(0), "stderr: {}", out.stderr);
+    assert_eq!(out.stdout, b"you are 127.0.0.2\n");
+}
+
+#[test]
+fn source_address_of_the_wrong_family_exits_1_with_one_line() {
+    let (_listener, port) = listen_v4();
+    let out = run(&["-s", "::1", "127.0.0.1", &port], b"");
+    assert_eq!(out.code, Some(1), "stderr: {}", out.stderr);
+    assert!(
+        out.stderr.starts_with(&format!("tcpkit: error: could not connect to 127.0.0.1:{port}: ")),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(out.stderr.lines().count(), 1);
+}
+
+#[test]
+fn localhost_by_name_reaches_an_ipv4_only_server() {
+    // `localhost` may resolve to ::1 first: that refusal must fall back to 127.0.0.1.
+    let (listener, port) = listen_v4();
+    let server = hello_server(listener);
+    let out = run(&["localhost", &port], TUTORIAL_INPUT);
+    assert_eq!(out.code, Some(0), "stderr: {}", out.stderr);
+    assert_eq!(out.stdout, TUTORIAL_OUTPUT);
+    assert!(server.join().unwrap().1.is_ipv4());
+}
