@@ -335,9 +335,17 @@ where
         } else {
             &buf[..n]
         };
-        sock_wr.write_all(bytes).await.map_err(SessionError::Socket)?;
-        sent.set(sent.get() + bytes.len() as u64);
-        last_activity.set(Instant::now());
+        // Not write_all: each partial write to a slow reader counts as activity for -w.
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let n = sock_wr.write(rest).await.map_err(SessionError::Socket)?;
+            if n == 0 {
+                return Err(SessionError::Socket(io::ErrorKind::WriteZero.into()));
+            }
+            rest = &rest[n..];
+            sent.set(sent.get() + n as u64);
+            last_activity.set(Instant::now());
+        }
     }
     if settings.half_close {
         sock_wr.shutdown().await.map_err(SessionError::Socket)?;
@@ -598,5 +606,38 @@ mod tests {
         let err = err.unwrap_err().into_error("127.0.0.1:9".parse().unwrap(), &stats);
         assert_eq!(exit_code(&err), EXIT_RESET);
         assert_eq!(err.to_string(), "connection reset by peer 127.0.0.1:9 after 10 bytes received");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_reader_taking_bytes_is_activity_for_the_idle_timeout() {
+        // A 4-byte pipe: the 20-byte input needs five reads by the peer, 2 s apart,
+        // longer in all than the 3 s idle limit but never 3 s without progress.
+        let (near, mut far) = duplex(4);
+        let (sock_rd, sock_wr) = tokio::io::split(near);
+        let settings =
+            Settings { idle: Some(Duration::from_secs(3)), half_close: true, ..Settings::default() };
+        let mut stats = Stats::default();
+        let mut out = Vec::new();
+        let peer = async {
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4];
+            for _ in 0..10 {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                let n = far.read(&mut buf).await.unwrap();
+                got.extend_from_slice(&buf[..n]);
+                if got.len() == 20 {
+                    break;
+                }
+            }
+            far.write_all(b"ok").await.unwrap();
+            far.shutdown().await.unwrap();
+            got
+        };
+        let input = b"0123456789abcdefghij";
+        let (done, got) =
+            tokio::join!(session(&input[..], &mut out, sock_rd, sock_wr, &settings, &mut stats), peer);
+        done.unwrap();
+        assert_eq!(got, input);
+        assert_eq!(out, b"ok");
     }
 }
