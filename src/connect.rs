@@ -1,10 +1,13 @@
 //! `tcpkit connect`: the netcat-style client.
 //!
 //! Connects with Happy Eyeballs ([`mod@crate::net::connect`]), then copies stdin to
-//! the socket and the socket to stdout at the same time. Stdin EOF shuts down the
-//! socket's write half and output goes on until the server closes (the contract
-//! of tokio's `copy_bidirectional`), so a piped conversation is printed in full.
-//! Bytes pass through untouched except for `--crlf`, which is [`Crlf`].
+//! the socket and the socket to stdout at the same time, until both directions
+//! are done (the contract of tokio's `copy_bidirectional`). Stdin EOF shuts down
+//! the socket's write half and output goes on until the server closes, so a
+//! piped conversation is printed in full. The server's EOF ends the output, and
+//! the rest of stdin is still sent (the server may only have half-closed), unless
+//! stdin is a terminal: then the conversation is over. Bytes pass through
+//! untouched except for `--crlf`, which is [`Crlf`].
 //!
 //! The copying is [`session`], generic over its four ends so that it is tested
 //! with in-memory pipes and paused time; [`run`] wires it to the real stdin,
@@ -12,7 +15,7 @@
 //!
 //! Not for: listening, TLS, UDP, or interpreting the bytes in any way.
 use std::cell::Cell;
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::net::SocketAddr;
 use std::task::Poll;
 use std::time::Duration;
@@ -160,6 +163,7 @@ async fn run_async(args: &ConnectArgs) -> Result<(), Error> {
     let settings = Settings {
         crlf: args.crlf,
         half_close: !args.no_shutdown,
+        end_on_peer_eof: io::stdin().is_terminal(),
         idle: (args.idle_timeout > 0.0).then(|| Duration::from_secs_f64(args.idle_timeout)),
     };
     let mut stats = Stats::default();
@@ -186,6 +190,10 @@ pub struct Settings {
     pub half_close: bool,
     /// End the session after this long with no byte moved either way.
     pub idle: Option<Duration>,
+    /// End as soon as the peer's EOF is read, even with input left (set when
+    /// stdin is a terminal: the conversation is over). Otherwise the rest of
+    /// the input is still sent, in case the peer only half-closed.
+    pub end_on_peer_eof: bool,
 }
 
 /// Bytes moved by [`session`], readable after it returns whatever the outcome.
@@ -235,12 +243,15 @@ fn is_reset(e: &io::Error) -> bool {
     matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted)
 }
 
-/// Copy `input` to the socket and the socket to `output` at once, until the
-/// socket reaches EOF (`Ok`), or something fails.
+/// Copy `input` to the socket and the socket to `output` at once, until both
+/// directions are done (`Ok`), or something fails: the contract of tokio's
+/// `copy_bidirectional`.
 ///
 /// Input EOF shuts down `sock_wr` (with `half_close`) and the output side goes
-/// on. A socket write that fails with a broken pipe means the server stopped
-/// reading on purpose: sending stops and the output side decides the outcome.
+/// on until the socket's EOF. The socket's EOF ends the output side, and the
+/// input side goes on until input EOF, unless `end_on_peer_eof`. A socket write
+/// that fails with a broken pipe means the server stopped reading on purpose:
+/// sending stops, and that is not an error.
 /// A reset on either side ends the session with [`SessionError::Socket`], but
 /// only once the bytes that arrived before it were written out.
 pub async fn session<I, O, R, W>(
@@ -271,13 +282,20 @@ where
     // printed what had already arrived.
     let mut upload_reset: Option<io::Error> = None;
     let mut uploading = true;
+    let mut downloading = true;
     let outcome = loop {
         tokio::select! {
             // Output first: when both are ready, bytes already received are shown.
             biased;
-            done = &mut download => {
-                // The upload may have failed in this same wake-up: give it one
-                // more poll so a reset it saw is not lost behind the EOF.
+            done = &mut download, if downloading => {
+                downloading = false;
+                if done.is_ok() && uploading && !settings.end_on_peer_eof {
+                    // The peer's EOF may be a half-close (it still reads, as
+                    // `ncat --recv-only` does): the rest of the input still goes.
+                    continue;
+                }
+                // Ending with the upload unfinished: it may have failed in this
+                // same wake-up, so poll it once, lest a reset hide behind the EOF.
                 if uploading {
                     let last = std::future::poll_fn(|cx| Poll::Ready(upload.as_mut().poll(cx))).await;
                     if let Poll::Ready(Err(SessionError::Socket(e))) = last
@@ -295,9 +313,13 @@ where
                 uploading = false;
                 match done {
                     Ok(()) => {}
+                    // The peer closed and refuses more: not an error, sending just stops.
                     Err(SessionError::Socket(e)) if e.kind() == io::ErrorKind::BrokenPipe => {}
                     Err(SessionError::Socket(e)) if is_reset(&e) => upload_reset = Some(e),
                     Err(other) => break Err(other),
+                }
+                if !downloading {
+                    break upload_reset.take().map_or(Ok(()), |e| Err(SessionError::Socket(e)));
                 }
             }
             () = &mut idle => break Err(SessionError::Idle(settings.idle.unwrap_or_default())),
@@ -347,11 +369,10 @@ where
             last_activity.set(Instant::now());
         }
     }
+    // Without `half_close` the write half stays open until the session ends:
+    // dropping a borrowed half does not shut it down.
     if settings.half_close {
         sock_wr.shutdown().await.map_err(SessionError::Socket)?;
-    } else {
-        // Keep the write half open: park until the download side ends the session.
-        std::future::pending::<()>().await;
     }
     Ok(())
 }
@@ -639,5 +660,45 @@ mod tests {
         done.unwrap();
         assert_eq!(got, input);
         assert_eq!(out, b"ok");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_the_peer_half_closes_input_arriving_later_is_still_sent() {
+        let (near, mut far) = pipe_socket();
+        let (sock_rd, sock_wr) = tokio::io::split(near);
+        let (input, mut typist) = duplex(64);
+        let settings = Settings { half_close: true, ..Settings::default() };
+        let mut stats = Stats::default();
+        let mut out = Vec::new();
+        let peer = async {
+            far.write_all(b"send me the rest\n").await.unwrap();
+            far.shutdown().await.unwrap();
+            // The input comes only after the peer's EOF has been read.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            typist.write_all(b"the rest").await.unwrap();
+            drop(typist);
+            let mut got = Vec::new();
+            far.read_to_end(&mut got).await.unwrap();
+            got
+        };
+        let (done, got) =
+            tokio::join!(session(input, &mut out, sock_rd, sock_wr, &settings, &mut stats), peer);
+        done.unwrap();
+        assert_eq!(got, b"the rest");
+        assert_eq!(out, b"send me the rest\n");
+    }
+
+    #[tokio::test]
+    async fn end_on_peer_eof_ends_at_once_with_the_input_still_open() {
+        let (near, mut far) = pipe_socket();
+        let (sock_rd, sock_wr) = tokio::io::split(near);
+        let (input, _typist) = duplex(64); // kept open and silent
+        let settings = Settings { half_close: true, end_on_peer_eof: true, ..Settings::default() };
+        let mut stats = Stats::default();
+        let mut out = Vec::new();
+        far.write_all(b"bye\n").await.unwrap();
+        far.shutdown().await.unwrap();
+        session(input, &mut out, sock_rd, sock_wr, &settings, &mut stats).await.unwrap();
+        assert_eq!(out, b"bye\n");
     }
 }

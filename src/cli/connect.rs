@@ -5,14 +5,16 @@ use clap::Args;
 
 /// Connect to HOST PORT; copy stdin to the socket and the socket to stdout.
 ///
-/// Both directions run at once. On stdin EOF the socket's write half is shut
-/// down and output goes on until the server closes, so a piped conversation is
-/// printed in full. Exit codes: 0 clean close, 1 other error, 2 name not
+/// Both directions run at once, until both are done. On stdin EOF the socket's
+/// write half is shut down and output goes on until the server closes, so a
+/// piped conversation is printed in full. Exit codes: 0 clean close, 1 other error, 2 name not
 /// resolved, 3 refused, 4 timed out (connect or -w idle), 5 reset by the peer,
 /// 6 stdout closed or not writable.
 #[derive(Debug, Clone, Args)]
 #[command(after_help = "\
-Stdin EOF shuts down the socket's write half; output goes on until the server closes.
+Stdin EOF shuts down the socket's write half; output goes on until the server closes. After the \
+server's EOF the rest of stdin is still sent (it may have half-closed), except when stdin is a \
+terminal: then the client ends at once.
 
 Exit codes: 0 clean close by the server, 1 other error, 2 name not resolved (or no address of \
 the -4/-6 family), 3 connection refused, 4 timed out (--connect-timeout, -w, or the open \

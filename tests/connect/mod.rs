@@ -166,10 +166,13 @@ fn each_reply_is_printed_before_stdin_ends() {
         expect_line(format!("Hello, {name}!\n").as_bytes());
     }
     stdin.write_all(b"exit\n").unwrap();
-    let code = wait_bounded(&mut child);
-    drop(stdin);
-    assert_eq!(code, Some(0));
     assert_eq!(server.join().unwrap().0, b"Michael\nTracy\nexit\n");
+    // The server has closed; stdin EOF (Ctrl-D) ends the client.
+    drop(stdin);
+    let mut rest = Vec::new();
+    stdout.read_to_end(&mut rest).unwrap();
+    assert_eq!(rest, b"");
+    assert_eq!(wait_bounded(&mut child), Some(0));
 }
 
 #[test]
@@ -236,20 +239,77 @@ fn no_shutdown_keeps_the_write_half_open_after_stdin_eof() {
 }
 
 #[test]
-fn server_closing_first_ends_the_client_while_stdin_is_still_open() {
+fn a_server_half_close_does_not_cut_the_upload() {
+    // The receiving end of a file transfer, like `ncat -l --recv-only`: it
+    // shuts down its sending side at once, then reads everything.
+    let (listener, port) = listen_v4();
+    let server = thread::spawn(move || {
+        let (mut stream, _) = accept_one(&listener);
+        stream.shutdown(Shutdown::Write).unwrap();
+        read_until_eof(&mut stream)
+    });
+    let input: Vec<u8> = (0..1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let out = run(&["127.0.0.1", &port], &input);
+    assert_eq!(out.code, Some(0), "stderr: {}", out.stderr);
+    let got = server.join().unwrap();
+    assert!(got == input, "server got {} of {} bytes", got.len(), input.len());
+}
+
+#[test]
+fn after_the_server_closes_further_input_is_refused_and_the_client_exits_0() {
     let (listener, port) = listen_v4();
     let server = thread::spawn(move || {
         let (mut stream, _) = accept_one(&listener);
         stream.write_all(b"bye\n").unwrap();
     });
     let mut child = spawn(&["127.0.0.1", &port]);
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut bye = [0u8; 4];
+    stdout.read_exact(&mut bye).unwrap();
+    assert_eq!(&bye, b"bye\n");
+    server.join().unwrap();
+    // stdin stays open: the client learns that the server is gone when a write
+    // is refused (RST, then EPIPE), which is a clean end, not a failure.
+    let mut code = None;
+    for _ in 0..200 {
+        if stdin.write_all(b"still there?\n").is_err() {
+            break; // The client exited and closed its stdin.
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            code = status.code();
+            break;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    let code = code.or_else(|| wait_bounded(&mut child));
+    assert_eq!(code, Some(0));
+}
+
+#[test]
+fn on_a_terminal_the_server_closing_ends_the_client_at_once() {
+    // `script` (util-linux, essential in Debian) runs the client with a pty as
+    // its stdin, and forwards our pipe, which stays open and silent.
+    let (listener, port) = listen_v4();
+    let server = thread::spawn(move || {
+        let (mut stream, _) = accept_one(&listener);
+        stream.write_all(b"bye\n").unwrap();
+    });
+    let command = format!("{} connect 127.0.0.1 {port}", crate::util::tcpkit_bin().display());
+    let mut child = std::process::Command::new("script")
+        .args(["-q", "-e", "-c", &command, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script (util-linux) runs");
     let stdout = drain(child.stdout.take().unwrap());
     let stdin = child.stdin.take().unwrap();
-    // stdin stays open (and silent) until the client has exited on its own.
     let code = wait_bounded(&mut child);
     drop(stdin);
     server.join().unwrap();
-    assert_eq!(stdout.join().unwrap(), b"bye\n");
+    // The pty turns `\n` into `\r\n`.
+    assert_eq!(String::from_utf8_lossy(&stdout.join().unwrap()), "bye\r\n");
     assert_eq!(code, Some(0));
 }
 
