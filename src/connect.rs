@@ -30,7 +30,9 @@ use crate::net::connect::{ConnectError, ConnectOptions, Family, connect};
 
 /// Size of each read from stdin and from the socket. It bounds the memory held
 /// per direction: a read is written out in full before the next one starts.
-pub const CHUNK: usize = 16 * 1024;
+/// Tokio hands each stdin read and stdout write to a blocking thread, so fewer,
+/// larger chunks matter: 16 KiB moved 1 GiB to stdout at half the speed of 64 KiB.
+pub const CHUNK: usize = 64 * 1024;
 
 /// Exit code for a clean close by the server.
 pub const EXIT_OK: u8 = 0;
