@@ -61,10 +61,14 @@ fn finish(mut child: Child, input: &[u8]) -> Outcome {
     let stdout = drain(child.stdout.take().expect("stdout"));
     let stderr = drain(child.stderr.take().expect("stderr"));
     let mut stdin = child.stdin.take().expect("stdin");
-    // The client may legitimately stop reading stdin (server closed first).
-    let _ = stdin.write_all(input);
-    drop(stdin);
+    let input = input.to_vec();
+    // On a thread of its own, so that a client that stops reading stdin cannot
+    // block the test past wait_bounded. It may stop legitimately (-z, errors).
+    let feeder = thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
     let code = wait_bounded(&mut child);
+    feeder.join().expect("stdin feeder");
     Outcome {
         code,
         stdout: stdout.join().expect("stdout reader"),
@@ -646,4 +650,30 @@ fn localhost_by_name_reaches_an_ipv4_only_server() {
     assert_eq!(out.code, Some(0), "stderr: {}", out.stderr);
     assert_eq!(out.stdout, TUTORIAL_OUTPUT);
     assert!(server.join().unwrap().1.is_ipv4());
+}
+
+#[test]
+fn echo_of_a_large_input_flows_both_ways_at_once_without_deadlock() {
+    // More than the socket buffers of both ends hold: a client that wrote all
+    // its input before reading would stall with the server blocked on writing.
+    const SIZE: usize = 32 * 1024 * 1024;
+    let (listener, port) = listen_v4();
+    let server = thread::spawn(move || {
+        let (mut stream, _) = accept_one(&listener);
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut echoed = 0usize;
+        loop {
+            let n = stream.read(&mut buf).expect("echo server reads");
+            if n == 0 {
+                return echoed;
+            }
+            stream.write_all(&buf[..n]).expect("echo server writes");
+            echoed += n;
+        }
+    });
+    let input: Vec<u8> = (0..SIZE).map(|i| (i % 253) as u8).collect();
+    let out = run(&["127.0.0.1", &port], &input);
+    assert_eq!(out.code, Some(0), "stderr: {}", out.stderr);
+    assert_eq!(server.join().unwrap(), SIZE);
+    assert!(out.stdout == input, "echo differs: {} of {SIZE} bytes", out.stdout.len());
 }
