@@ -35,7 +35,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    println!("Waiting for connections on {addr}...");
+    eprintln!("Waiting for connections on {addr}...");
     // `incoming()` accepts forever: each item is a new connection or an error.
     for stream in listener.incoming() {
         match stream {
@@ -57,17 +57,18 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Serve one client and log its connection by the 4-tuple that identifies it:
+/// Serve one client and log (on stderr, as servers do) its connection by the
+/// 4-tuple that identifies it:
 /// our address and port, the client's address and port.
 fn handle(stream: TcpStream) {
     let tuple = match (stream.local_addr(), stream.peer_addr()) {
         (Ok(local), Ok(peer)) => format!("{local} <- {peer}"),
         _ => "unknown".to_string(),
     };
-    println!("accepted {tuple}");
+    eprintln!("accepted {tuple}");
     match converse(&stream) {
-        Ok(()) => println!("closed {tuple}"),
-        Err(e) => println!("closed {tuple}: {e}"),
+        Ok(()) => eprintln!("closed {tuple}"),
+        Err(e) => eprintln!("closed {tuple}: {e}"),
     }
     // Dropping `stream` here closes the connection.
 }
