@@ -58,8 +58,7 @@ fn main() -> ExitCode {
 }
 
 /// Serve one client and log (on stderr, as servers do) its connection by the
-/// 4-tuple that identifies it:
-/// our address and port, the client's address and port.
+/// 4-tuple that identifies it: our address and port, the client's address and port.
 fn handle(stream: TcpStream) {
     let tuple = match (stream.local_addr(), stream.peer_addr()) {
         (Ok(local), Ok(peer)) => format!("{local} <- {peer}"),
