@@ -4,7 +4,7 @@
 //! - [`serve`]: the tutorial's hello server, made production grade;
 //! - [`connect`]: a netcat-style full-duplex client;
 //! - [`fetch`]: an HTTP/1.1 (and HTTPS) client over our own sockets;
-//! - [`mod@bench`]: a load generator that verifies every reply.
+//! - [`bench`](mod@bench): a load generator that verifies every reply.
 //!
 //! In scope: the protocol logic as pure functions and state machines (tested and
 //! fuzzed without sockets), and the I/O loops that move bytes between them.

@@ -1,14 +1,28 @@
 //! Flags of `tcpkit connect`.
+use std::net::IpAddr;
+
 use clap::Args;
 
 /// Connect to HOST PORT; copy stdin to the socket and the socket to stdout.
 ///
-/// On stdin EOF the socket's write half is shut down and output goes on until
-/// the server closes. Exit codes: 0 clean close, 2 name not resolved, 3 refused,
-/// 4 timed out, 5 reset, 1 anything else.
+/// Both directions run at once, until both are done. On stdin EOF the socket's
+/// write half is shut down and output goes on until the server closes, so a
+/// piped conversation is printed in full. Exit codes: 0 clean close, 1 other error, 2 name not
+/// resolved, 3 refused, 4 timed out (connect or -w idle), 5 reset by the peer,
+/// 6 stdout closed or not writable.
 #[derive(Debug, Clone, Args)]
+#[command(after_help = "\
+Stdin EOF shuts down the socket's write half; output goes on until the server closes. After the \
+server's EOF the rest of stdin is still sent (it may have half-closed), except when stdin is a \
+terminal: then the client ends at once.
+
+Exit codes: 0 clean close by the server, 1 other error, 2 name not resolved (or no address of \
+the -4/-6 family), 3 connection refused, 4 timed out (--connect-timeout, -w, or the open \
+connection), 5 connection reset by the peer, 6 stdout closed or not writable.
+
+Example: printf 'Michael\\nexit\\n' | tcpkit connect 127.0.0.1 9999")]
 pub struct ConnectArgs {
-    /// Host name or IP address.
+    /// Host name or IP address (an IPv6 literal with or without brackets).
     pub host: String,
     /// TCP port.
     pub port: u16,
@@ -18,24 +32,51 @@ pub struct ConnectArgs {
     /// Use IPv6 addresses only.
     #[arg(short = '6')]
     pub ipv6: bool,
-    /// Give up connecting after this many seconds (all addresses together).
-    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    /// Give up connecting after this many seconds, resolving and all addresses
+    /// together (0 = wait as long as the OS does).
+    #[arg(long, value_name = "SECS", default_value_t = 10.0, value_parser = parse_secs)]
     pub connect_timeout: f64,
-    /// Send each `\n` from stdin as `\r\n`.
-    #[arg(long)]
+    /// Send each `\n` from stdin as `\r\n` (a `\r\n` already there is kept as is).
+    #[arg(short = 'C', long)]
     pub crlf: bool,
-    /// Close after this many seconds with no data either way (0 = never).
-    #[arg(short = 'w', long = "idle-timeout", value_name = "SECS", default_value_t = 0.0)]
+    /// Close after this many seconds with no data either way, exit code 4 (0 = never).
+    #[arg(short = 'w', long = "idle-timeout", value_name = "SECS", default_value_t = 0.0,
+          value_parser = parse_secs)]
     pub idle_timeout: f64,
-    /// Print connection details on stderr.
+    /// Connect from this local address (the port is chosen by the OS).
+    #[arg(short = 's', long, value_name = "ADDR")]
+    pub source: Option<IpAddr>,
+    /// Only check that the port accepts a connection, then close: no data is sent
+    /// or read (exit 0 when it does).
+    #[arg(short = 'z', long = "zero-io", conflicts_with_all = ["crlf", "no_shutdown"])]
+    pub zero_io: bool,
+    /// Keep the write half open after stdin EOF (for servers that treat a
+    /// half-close as a hang-up); output still goes on until the server closes.
+    #[arg(long)]
+    pub no_shutdown: bool,
+    /// Print connection details on stderr (addresses, timings, byte counts).
     #[arg(short, long)]
     pub verbose: bool,
+}
+
+/// A number of seconds: finite, not negative, and small enough for a `Duration`.
+fn parse_secs(s: &str) -> Result<f64, String> {
+    let secs: f64 = s.parse().map_err(|_| format!("not a number of seconds: {s:?}"))?;
+    std::time::Duration::try_from_secs_f64(secs)
+        .map(|_| secs)
+        .map_err(|_| format!("seconds must be finite and at least 0, got {s}"))
 }
 
 #[cfg(test)]
 mod tests {
     use crate::cli::{Cli, Command};
     use clap::Parser;
+
+    fn parse(args: &[&str]) -> Result<super::ConnectArgs, clap::Error> {
+        let cli = Cli::try_parse_from(["tcpkit", "connect"].iter().chain(args))?;
+        let Command::Connect(a) = cli.command else { panic!("not connect") };
+        Ok(a)
+    }
 
     #[test]
     fn host_port_and_flags() {
@@ -50,5 +91,55 @@ mod tests {
     #[test]
     fn four_and_six_conflict() {
         assert!(Cli::try_parse_from(["tcpkit", "connect", "-4", "-6", "h", "1"]).is_err());
+    }
+
+    #[test]
+    fn defaults_are_ten_second_connect_timeout_and_no_idle_timeout() {
+        let a = parse(&["example.com", "80"]).unwrap();
+        assert_eq!((a.connect_timeout, a.idle_timeout), (10.0, 0.0));
+        assert!(!a.crlf && !a.zero_io && !a.no_shutdown && !a.verbose && a.source.is_none());
+    }
+
+    #[test]
+    fn netcat_style_short_flags() {
+        let a = parse(&["-C", "-z", "-s", "127.0.0.2", "-v", "--connect-timeout", "0.5", "h", "7"]);
+        // -z conflicts with -C: nothing would be sent to convert.
+        assert!(a.is_err());
+        let a = parse(&["-z", "-s", "127.0.0.2", "-v", "--connect-timeout", "0.5", "h", "7"]).unwrap();
+        assert!(a.zero_io && a.verbose);
+        assert_eq!(a.source, Some("127.0.0.2".parse().unwrap()));
+        assert_eq!(a.connect_timeout, 0.5);
+    }
+
+    #[test]
+    fn negative_nan_and_huge_seconds_are_rejected() {
+        for bad in ["-1", "NaN", "inf", "1e300", "soon"] {
+            assert!(parse(&["-w", bad, "h", "1"]).is_err(), "-w {bad}");
+            assert!(parse(&["--connect-timeout", bad, "h", "1"]).is_err(), "--connect-timeout {bad}");
+        }
+    }
+
+    #[test]
+    fn help_states_the_exit_codes_the_command_uses() {
+        use crate::connect::*;
+        use clap::CommandFactory;
+        let mut cli = Cli::command();
+        let help = cli.find_subcommand_mut("connect").unwrap().render_help().to_string().replace('\n', " ");
+        for (code, meaning) in [
+            (EXIT_OK, "clean close"),
+            (EXIT_OTHER, "other error"),
+            (EXIT_RESOLVE, "name not resolved"),
+            (EXIT_REFUSED, "connection refused"),
+            (EXIT_TIMED_OUT, "timed out"),
+            (EXIT_RESET, "connection reset"),
+            (EXIT_STDOUT, "stdout closed"),
+        ] {
+            assert!(help.contains(&format!("{code} {meaning}")), "help lacks `{code} {meaning}`:\n{help}");
+        }
+    }
+
+    #[test]
+    fn port_out_of_range_is_rejected() {
+        assert!(parse(&["h", "65536"]).is_err());
     }
 }

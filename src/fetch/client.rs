@@ -1,0 +1,158 @@
+//! One connection for one request: resolve and connect (Happy Eyeballs from
+//! `net::connect`), then the TLS handshake for https, with the time of each phase.
+//!
+//! Not for: HTTP. The stream returned carries bytes; `fetch` speaks HTTP over it.
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+use url::Url;
+
+use super::exit::FetchError;
+use crate::net::connect::{ConnectOptions, connect};
+use crate::net::tls::certificate_reason;
+
+/// A plain or TLS connection.
+pub enum Conn {
+    /// http: the socket itself (eligible for splice).
+    Plain(TcpStream),
+    /// https: rustls over the socket.
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+/// A connection and what it took to open it.
+pub struct Opened {
+    /// The stream.
+    pub conn: Conn,
+    /// The server's address.
+    pub peer: SocketAddr,
+    /// Our address.
+    pub local: SocketAddr,
+    /// From the start of the hop to the resolved address.
+    pub resolved: Duration,
+    /// From the start of the hop to the established TCP connection.
+    pub connected: Duration,
+    /// From the start of the hop to the end of the TLS handshake (https only).
+    pub tls_done: Option<Duration>,
+    /// The negotiated TLS version and ALPN protocol, for `-v`.
+    pub tls_info: Option<String>,
+}
+
+/// Connect to the URL's host and port; for https, handshake with SNI and ALPN
+/// `http/1.1`. `timeout` bounds the handshake too (curl's --connect-timeout).
+pub async fn open(
+    url: &Url,
+    opts: &ConnectOptions,
+    tls: Option<Arc<ClientConfig>>,
+    timeout: Duration,
+) -> Result<Opened, FetchError> {
+    let start = Instant::now();
+    let host = url.host_str().unwrap_or_default();
+    let port = url.port_or_known_default().unwrap_or(80);
+    let opts = ConnectOptions { timeout: Some(timeout), ..opts.clone() };
+    let c = connect(host, port, &opts).await?;
+    let Some(config) = tls else {
+        return Ok(Opened {
+            conn: Conn::Plain(c.stream),
+            peer: c.peer,
+            local: c.local,
+            resolved: c.resolve_time,
+            connected: c.connect_time,
+            tls_done: None,
+            tls_info: None,
+        });
+    };
+    let tcp = c.stream;
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let name = ServerName::try_from(bare.to_string()).map_err(|e| FetchError::Handshake {
+        host: host.into(),
+        reason: format!("invalid server name: {e}"),
+    })?;
+    let left = timeout.saturating_sub(start.elapsed());
+    let handshake = TlsConnector::from(config).connect(name, tcp);
+    let stream = match tokio::time::timeout(left, handshake).await {
+        Err(_) => {
+            return Err(FetchError::Connect(crate::net::ConnectError::TimedOut {
+                host: host.into(),
+                port,
+                after: timeout,
+            }));
+        }
+        Ok(Err(e)) => return Err(handshake_error(host, e)),
+        Ok(Ok(s)) => s,
+    };
+    let (_, session) = stream.get_ref();
+    let tls_info = Some(format!(
+        "{}, ALPN {}",
+        session.protocol_version().map(|v| format!("{v:?}")).unwrap_or_default(),
+        session
+            .alpn_protocol()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .unwrap_or_else(|| "none".into())
+    ));
+    Ok(Opened {
+        conn: Conn::Tls(Box::new(stream)),
+        peer: c.peer,
+        local: c.local,
+        resolved: c.resolve_time,
+        connected: c.connect_time,
+        tls_done: Some(start.elapsed()),
+        tls_info,
+    })
+}
+
+/// A rejected certificate is exit 60 with the reason; anything else is exit 35.
+fn handshake_error(host: &str, e: io::Error) -> FetchError {
+    match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+        Some(rustls::Error::InvalidCertificate(ce)) => {
+            FetchError::Certificate { host: host.into(), reason: certificate_reason(ce) }
+        }
+        Some(other) => FetchError::Handshake { host: host.into(), reason: other.to_string() },
+        None if e.kind() == io::ErrorKind::UnexpectedEof => FetchError::Handshake {
+            host: host.into(),
+            reason: "connection closed during the handshake".into(),
+        },
+        None => FetchError::Handshake { host: host.into(), reason: e.to_string() },
+    }
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_flush(cx),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}

@@ -1,0 +1,346 @@
+//! `-w FORMAT`: curl's write-out format, rendered from the numbers of a finished transfer.
+//!
+//! For: `%{variable}` with curl's names and number formats, `%{json}`, `%%` and the
+//! `\n` `\r` `\t` escapes, with curl's handling of anything unknown (a warning, nothing
+//! printed). Not for: measuring the transfer (the caller fills [`WriteOutVars`]), reading
+//! the format from `@FILE`, or `%{stderr}`-style output switching (not supported).
+use serde_json::{Map, Value, json};
+
+/// The numbers and names of a finished transfer, as curl's `-w` names them.
+/// Times are seconds since the transfer started, 0 for a phase that did not happen.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WriteOutVars {
+    /// Status code of the last response, 0 when there was none (printed as `000`).
+    pub http_code: u16,
+    /// Body bytes received, before decoding.
+    pub size_download: u64,
+    /// Bytes of response heads received (interim ones included).
+    pub size_header: u64,
+    /// Bytes of request heads and bodies sent.
+    pub size_request: u64,
+    /// Request body bytes sent.
+    pub size_upload: u64,
+    /// Average download rate in bytes per second.
+    pub speed_download: u64,
+    /// Average upload rate in bytes per second.
+    pub speed_upload: u64,
+    /// Until the name was resolved.
+    pub time_namelookup: f64,
+    /// Until the TCP connection was established.
+    pub time_connect: f64,
+    /// Until the TLS handshake was done (0 for plain HTTP).
+    pub time_appconnect: f64,
+    /// Until the request was about to be sent.
+    pub time_pretransfer: f64,
+    /// Until the first response byte arrived.
+    pub time_starttransfer: f64,
+    /// Spent in redirects before the final request.
+    pub time_redirect: f64,
+    /// The whole operation.
+    pub time_total: f64,
+    /// Redirects followed.
+    pub num_redirects: u32,
+    /// New connections made.
+    pub num_connects: u32,
+    /// Header fields in the last response.
+    pub num_headers: u32,
+    /// The server's address of the last connection (empty when none).
+    pub remote_ip: String,
+    /// The server's port (0 when none).
+    pub remote_port: u16,
+    /// Our address of the last connection (empty when none).
+    pub local_ip: String,
+    /// Our port (0 when none).
+    pub local_port: u16,
+    /// The URL first asked for.
+    pub url: String,
+    /// The URL last fetched (after redirects).
+    pub url_effective: String,
+    /// The scheme of `url_effective`, lowercase.
+    pub scheme: String,
+    /// The method of the last request.
+    pub method: String,
+    /// `1.1` or `1.0` for the last response, empty when none (printed as `0`).
+    pub http_version: String,
+    /// The Content-Type of the last response (empty when none).
+    pub content_type: String,
+    /// The Location a redirect not followed pointed to (empty when none).
+    pub redirect_url: String,
+    /// The file the body was written to (empty for stdout).
+    pub filename_effective: String,
+    /// The process exit code.
+    pub exitcode: u8,
+    /// The error message, empty on success.
+    pub errormsg: String,
+}
+
+/// How a variable is printed: curl prints times with 6 decimals, http_code on 3 digits.
+enum Var<'a> {
+    Code(u16),
+    Int(u64),
+    Time(f64),
+    Text(&'a str),
+    /// Text that is JSON `null` when empty.
+    OptText(&'a str),
+}
+
+impl WriteOutVars {
+    /// Every variable by its curl name, in alphabetical order (`%{json}`'s order).
+    fn vars(&self) -> [(&'static str, Var<'_>); 31] {
+        use Var::*;
+        [
+            ("content_type", OptText(&self.content_type)),
+            ("errormsg", OptText(&self.errormsg)),
+            ("exitcode", Int(self.exitcode.into())),
+            ("filename_effective", OptText(&self.filename_effective)),
+            ("http_code", Code(self.http_code)),
+            ("http_version", Text(if self.http_version.is_empty() { "0" } else { &self.http_version })),
+            ("local_ip", Text(&self.local_ip)),
+            ("local_port", Int(self.local_port.into())),
+            ("method", Text(&self.method)),
+            ("num_connects", Int(self.num_connects.into())),
+            ("num_headers", Int(self.num_headers.into())),
+            ("num_redirects", Int(self.num_redirects.into())),
+            ("redirect_url", OptText(&self.redirect_url)),
+            ("remote_ip", Text(&self.remote_ip)),
+            ("remote_port", Int(self.remote_port.into())),
+            ("response_code", Code(self.http_code)),
+            ("scheme", Text(&self.scheme)),
+            ("size_download", Int(self.size_download)),
+            ("size_header", Int(self.size_header)),
+            ("size_request", Int(self.size_request)),
+            ("size_upload", Int(self.size_upload)),
+            ("speed_download", Int(self.speed_download)),
+            ("speed_upload", Int(self.speed_upload)),
+            ("time_appconnect", Time(self.time_appconnect)),
+            ("time_connect", Time(self.time_connect)),
+            ("time_namelookup", Time(self.time_namelookup)),
+            ("time_pretransfer", Time(self.time_pretransfer)),
+            ("time_redirect", Time(self.time_redirect)),
+            ("time_starttransfer", Time(self.time_starttransfer)),
+            ("time_total", Time(self.time_total)),
+            ("url_effective", Text(&self.url_effective)),
+        ]
+    }
+
+    /// All variables as one JSON object (curl's `%{json}`), plus `tcpkit_version`.
+    pub fn to_json(&self) -> String {
+        let mut map = Map::new();
+        for (name, var) in self.vars() {
+            let value = match var {
+                Var::Code(n) => json!(n),
+                Var::Int(n) => json!(n),
+                // Non-finite times cannot be JSON numbers; they never come from a clock.
+                Var::Time(t) => serde_json::Number::from_f64(t).map_or(Value::Null, Value::Number),
+                Var::Text(s) => json!(s),
+                Var::OptText("") => Value::Null,
+                Var::OptText(s) => json!(s),
+            };
+            map.insert(name.to_string(), value);
+        }
+        map.insert("tcpkit_version".to_string(), json!(env!("CARGO_PKG_VERSION")));
+        Value::Object(map).to_string()
+    }
+
+    fn lookup(&self, name: &str) -> Option<String> {
+        if name == "json" {
+            return Some(self.to_json());
+        }
+        let (_, var) = self.vars().into_iter().find(|(n, _)| *n == name)?;
+        Some(match var {
+            Var::Code(n) => format!("{n:03}"),
+            Var::Int(n) => n.to_string(),
+            Var::Time(t) => format!("{t:.6}"),
+            Var::Text(s) | Var::OptText(s) => s.to_string(),
+        })
+    }
+}
+
+/// Render `format` with `vars`; unknown variables print nothing (see
+/// [`render_with_warnings`] for the warnings curl prints about them).
+pub fn render(format: &str, vars: &WriteOutVars) -> String {
+    render_with_warnings(format, vars).0
+}
+
+/// Render `format` with `vars`, as curl does: `%{name}` is the variable, `%%` a percent
+/// sign, `\n` `\r` `\t` the control characters; an unknown variable prints nothing and
+/// adds a warning `unknown --write-out variable: 'name'`; a `%` or `\` not starting one
+/// of these, and an unclosed `%{`, are printed as they are.
+pub fn render_with_warnings(format: &str, vars: &WriteOutVars) -> (String, Vec<String>) {
+    let mut out = String::with_capacity(format.len());
+    let mut warnings = Vec::new();
+    let mut rest = format;
+    while let Some(c) = rest.chars().next() {
+        let next = rest[c.len_utf8()..].chars().next();
+        match (c, next) {
+            ('%', Some('%')) => {
+                out.push('%');
+                rest = &rest[2..];
+            }
+            ('%', Some('{')) => match rest[2..].find('}') {
+                Some(end) => {
+                    let name = &rest[2..2 + end];
+                    match vars.lookup(name) {
+                        Some(value) => out.push_str(&value),
+                        None => warnings.push(format!("unknown --write-out variable: '{name}'")),
+                    }
+                    rest = &rest[2 + end + 1..];
+                }
+                None => {
+                    out.push_str("%{");
+                    rest = &rest[2..];
+                }
+            },
+            ('\\', Some(e @ ('n' | 'r' | 't'))) => {
+                out.push(match e {
+                    'n' => '\n',
+                    'r' => '\r',
+                    _ => '\t',
+                });
+                rest = &rest[2..];
+            }
+            _ => {
+                out.push(c);
+                rest = &rest[c.len_utf8()..];
+            }
+        }
+    }
+    (out, warnings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> WriteOutVars {
+        WriteOutVars {
+            http_code: 200,
+            size_download: 1234,
+            size_header: 120,
+            size_request: 80,
+            size_upload: 5,
+            speed_download: 617,
+            speed_upload: 3,
+            time_namelookup: 0.001,
+            time_connect: 0.0025,
+            time_appconnect: 0.0125,
+            time_pretransfer: 0.013,
+            time_starttransfer: 0.5,
+            time_redirect: 0.25,
+            time_total: 2.0,
+            num_redirects: 2,
+            num_connects: 3,
+            num_headers: 4,
+            remote_ip: "::1".into(),
+            remote_port: 8443,
+            local_ip: "::1".into(),
+            local_port: 50000,
+            url: "http://h/a".into(),
+            url_effective: "https://h/b".into(),
+            scheme: "https".into(),
+            method: "GET".into(),
+            http_version: "1.1".into(),
+            content_type: "text/plain".into(),
+            redirect_url: String::new(),
+            filename_effective: "b.txt".into(),
+            exitcode: 0,
+            errormsg: String::new(),
+        }
+    }
+
+    #[test]
+    fn every_variable_renders_in_curls_format() {
+        let v = sample();
+        let cases = [
+            ("http_code", "200"),
+            ("response_code", "200"),
+            ("size_download", "1234"),
+            ("size_header", "120"),
+            ("size_request", "80"),
+            ("size_upload", "5"),
+            ("speed_download", "617"),
+            ("speed_upload", "3"),
+            ("time_namelookup", "0.001000"),
+            ("time_connect", "0.002500"),
+            ("time_appconnect", "0.012500"),
+            ("time_pretransfer", "0.013000"),
+            ("time_starttransfer", "0.500000"),
+            ("time_redirect", "0.250000"),
+            ("time_total", "2.000000"),
+            ("num_redirects", "2"),
+            ("num_connects", "3"),
+            ("num_headers", "4"),
+            ("remote_ip", "::1"),
+            ("remote_port", "8443"),
+            ("local_ip", "::1"),
+            ("local_port", "50000"),
+            ("url_effective", "https://h/b"),
+            ("scheme", "https"),
+            ("method", "GET"),
+            ("http_version", "1.1"),
+            ("content_type", "text/plain"),
+            ("redirect_url", ""),
+            ("filename_effective", "b.txt"),
+            ("exitcode", "0"),
+            ("errormsg", ""),
+        ];
+        assert_eq!(cases.len(), v.vars().len(), "a case per variable");
+        for (name, want) in cases {
+            let (got, warnings) = render_with_warnings(&format!("%{{{name}}}"), &v);
+            assert_eq!((got.as_str(), warnings.len()), (want, 0), "{name}");
+        }
+    }
+
+    #[test]
+    fn no_response_prints_code_000_and_version_0() {
+        let v = WriteOutVars::default();
+        assert_eq!(render("%{http_code} %{http_version} %{time_total}", &v), "000 0 0.000000");
+    }
+
+    #[test]
+    fn text_escapes_and_percent_signs_follow_curl() {
+        let v = sample();
+        assert_eq!(render("code=%{http_code}\\n", &v), "code=200\n");
+        assert_eq!(render("a\\tb\\rc\\\\n", &v), "a\tb\rc\\\n");
+        assert_eq!(render("100%% done", &v), "100% done");
+        assert_eq!(render("\\x \\ %d % %", &v), "\\x \\ %d % %");
+        assert_eq!(render("%{http_code", &v), "%{http_code");
+        assert_eq!(render("é%{http_code}ü", &v), "é200ü");
+        assert_eq!(render("", &v), "");
+    }
+
+    #[test]
+    fn unknown_variables_print_nothing_and_warn() {
+        let (out, warnings) = render_with_warnings("[%{nope}] [%{http_code}] [%{}]", &sample());
+        assert_eq!(out, "[] [200] []");
+        assert_eq!(
+            warnings,
+            vec!["unknown --write-out variable: 'nope'", "unknown --write-out variable: ''"]
+        );
+    }
+
+    #[test]
+    fn json_holds_every_variable_as_valid_json() {
+        let mut v = sample();
+        v.errormsg = "partial body: \"quoted\"\n".into();
+        let out = render("%{json}\\n", &v);
+        assert!(out.ends_with('\n'));
+        let parsed: Value = serde_json::from_str(out.trim_end()).unwrap();
+        let obj = parsed.as_object().unwrap();
+        assert_eq!(obj.len(), v.vars().len() + 1);
+        assert_eq!(obj["http_code"], json!(200));
+        assert_eq!(obj["size_download"], json!(1234));
+        assert_eq!(obj["time_total"], json!(2.0));
+        assert_eq!(obj["time_connect"], json!(0.0025));
+        assert_eq!(obj["remote_ip"], json!("::1"));
+        assert_eq!(obj["remote_port"], json!(8443));
+        assert_eq!(obj["local_port"], json!(50000));
+        assert_eq!(obj["num_redirects"], json!(2));
+        assert_eq!(obj["errormsg"], json!("partial body: \"quoted\"\n"));
+        assert_eq!(obj["redirect_url"], Value::Null);
+        assert_eq!(obj["tcpkit_version"], json!(env!("CARGO_PKG_VERSION")));
+        for (name, _) in v.vars() {
+            assert!(obj.contains_key(name), "{name}");
+        }
+    }
+}

@@ -1,0 +1,40 @@
+//! Integration tests of `tcpkit fetch`: the binary against servers started here
+//! (hyper, a scripted raw socket, rustls), checking exit codes, output and files.
+
+mod errors;
+#[cfg(feature = "interop")]
+mod interop;
+mod output;
+mod redirects;
+mod requests;
+mod servers;
+mod tls;
+
+use std::path::Path;
+use std::process::Output;
+
+use crate::util::tcpkit;
+
+/// Run `tcpkit fetch ARGS...` in `dir` (the current directory when `None`).
+pub fn fetch_in(dir: Option<&Path>, args: &[&str]) -> Output {
+    let mut cmd = tcpkit();
+    cmd.arg("fetch").args(args);
+    if let Some(dir) = dir {
+        cmd.current_dir(dir);
+    }
+    servers::run(cmd)
+}
+
+/// Run `tcpkit fetch ARGS...`.
+pub fn fetch(args: &[&str]) -> Output {
+    fetch_in(None, args)
+}
+
+/// The exit code, stdout and stderr (lossy) of a run.
+pub fn parts(out: &Output) -> (i32, String, String) {
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
