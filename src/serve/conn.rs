@@ -163,43 +163,67 @@ pub async fn serve(
     tokio::pin!(soft);
     let mut hard: Option<Pin<Box<tokio_util::sync::WaitForCancellationFuture<'_>>>> = None;
 
-    let reason = loop {
-        if c.out.is_empty() {
-            if let Some(reason) = c.end.take() {
-                break reason;
+    // The hot path is one poll per wake-up: steps until the socket would block,
+    // then cheap atomic checks of the shutdown token and the idle timer. Both
+    // were polled once so they hold this task's waker and wake it when they
+    // fire; polling them again on every step would take the token's lock and
+    // the timer's state each time.
+    let mut armed = false;
+    let reason = poll_fn(|cx| {
+        if let Some(fut) = &mut hard {
+            if fut.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(CloseReason::Shutdown);
             }
         }
-        if c.budget.is_none() && shutdown.is_cancelled() {
-            c.start_shutdown(&stream);
-            hard = Some(Box::pin(hard_stop.cancelled()));
-            continue;
-        }
-        let hard_fired = poll_fn(|cx| match &mut hard {
-            Some(fut) => fut.as_mut().poll(cx),
-            None => Poll::Pending,
-        });
-        tokio::select! {
-            biased;
-            () = hard_fired => break CloseReason::Shutdown,
-            () = &mut soft, if c.budget.is_none() => {
+        let mut progressed = false;
+        loop {
+            if c.out.is_empty() {
+                if let Some(reason) = c.end.take() {
+                    return Poll::Ready(reason);
+                }
+            }
+            if c.budget.is_none() && shutdown.is_cancelled() {
                 c.start_shutdown(&stream);
-                hard = Some(Box::pin(hard_stop.cancelled()));
+                let mut fut = Box::pin(hard_stop.cancelled());
+                if fut.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(CloseReason::Shutdown);
+                }
+                hard = Some(fut);
             }
-            () = &mut sleep, if idle.is_some() => {
-                let deadline = c.last_progress + idle.unwrap_or_default();
+            match c.poll_step(cx, &mut stream) {
+                Poll::Ready(Ok(())) => progressed = true,
+                Poll::Ready(Err(e)) => return Poll::Ready(io_reason(&e)),
+                Poll::Pending => break,
+            }
+        }
+        if progressed {
+            c.last_progress = Instant::now();
+        }
+        if !armed {
+            armed = true;
+            // Registers the waker. Ready here means it fired in between:
+            // poll again at once so the checks below and above see it.
+            let fired =
+                soft.as_mut().poll(cx).is_ready() || (idle.is_some() && sleep.as_mut().poll(cx).is_ready());
+            if fired {
+                cx.waker().wake_by_ref();
+            }
+        }
+        if let Some(idle) = idle {
+            if sleep.is_elapsed() {
+                let deadline = c.last_progress + idle;
                 if Instant::now() >= deadline {
-                    c.out.clear();
-                    break CloseReason::Idle;
+                    return Poll::Ready(CloseReason::Idle);
                 }
                 sleep.as_mut().reset(deadline);
-            }
-            done = poll_fn(|cx| c.poll_step(cx, &mut stream)) => {
-                if let Err(e) = done {
-                    break io_reason(&e);
+                if sleep.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(CloseReason::Idle);
                 }
             }
         }
-    };
+        Poll::Pending
+    })
+    .await;
     let stats = ConnStats { lines: c.lines, bytes_in: c.bytes_in, bytes_out: c.bytes_out, reason };
     // Boxed: the closing steps are taken once, and keeping their state out of
     // this future keeps every idle connection smaller.
@@ -221,7 +245,6 @@ impl Conn<'_> {
                 self.out = Vec::new();
             }
             self.bytes_out += n as u64;
-            self.last_progress = Instant::now();
             return Poll::Ready(Ok(()));
         }
         SCRATCH.with_borrow_mut(|scratch| {
@@ -239,7 +262,6 @@ impl Conn<'_> {
                 ready!(Pin::new(&mut *stream).poll_read(cx, &mut buf))?;
                 let data = buf.filled();
                 self.bytes_in += data.len() as u64;
-                self.last_progress = Instant::now();
                 if let Some(b) = &mut self.budget {
                     *b -= data.len() as u64;
                 }
