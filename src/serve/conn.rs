@@ -360,10 +360,17 @@ fn io_reason(e: &io::Error) -> CloseReason {
 /// Close our side, then, where the client may still be sending, read and
 /// discard for a bounded time so the close is not a reset.
 async fn close(mut stream: TcpStream, reason: &CloseReason, hard_stop: &CancellationToken) {
-    let linger = matches!(reason, CloseReason::Quit | CloseReason::LineTooLong | CloseReason::Shutdown);
     if matches!(reason, CloseReason::Reset | CloseReason::Error(_)) {
         return;
     }
+    // After an over-long line or in shutdown the client is likely still
+    // sending. After `exit` a client has no reason to, so linger only if bytes
+    // already wait unread (a close with unread input is sent as a reset).
+    let linger = match reason {
+        CloseReason::LineTooLong | CloseReason::Shutdown => true,
+        CloseReason::Quit => crate::net::sys::pending_bytes(&stream).map_or(true, |n| n > 0),
+        _ => false,
+    };
     if stream.shutdown().await.is_err() || !linger {
         return;
     }

@@ -194,29 +194,33 @@ impl Server {
     /// Run on `threads` worker threads until SIGINT or SIGTERM.
     pub fn run_until_signal(self) -> Result<(), ServeError> {
         let shutdown = CancellationToken::new();
-        let mut handles = Vec::new();
-        for i in 1..self.threads {
+        // Every runtime and listener handle is made before any thread accepts:
+        // once clients arrive, descriptors may run out (EMFILE) and a worker
+        // must not fail to start because of it.
+        let rt = current_thread_runtime().map_err(ServeError::Start)?;
+        let mut prepared = Vec::new();
+        for _ in 1..self.threads {
+            let worker_rt = current_thread_runtime().map_err(ServeError::Start)?;
             let listeners = clone_listeners(&self.listeners).map_err(ServeError::Start)?;
+            prepared.push((worker_rt, listeners));
+        }
+        let mut handles = Vec::new();
+        for (i, (worker_rt, listeners)) in prepared.into_iter().enumerate() {
             let (shared, shutdown) = (self.shared.clone(), shutdown.clone());
             let handle = std::thread::Builder::new()
-                .name(format!("tcpkit-worker-{i}"))
-                .spawn(move || {
-                    current_thread_runtime().map(|rt| rt.block_on(worker(listeners, shared, shutdown)))
-                })
+                .name(format!("tcpkit-worker-{}", i + 1))
+                .spawn(move || worker_rt.block_on(worker(listeners, shared, shutdown)))
                 .map_err(ServeError::Start)?;
             handles.push(handle);
         }
         let shared = self.shared.clone();
-        let rt = current_thread_runtime().map_err(ServeError::Start)?;
         rt.block_on(async {
             tokio::spawn(watch_signals(shutdown.clone()));
             worker(self.listeners, self.shared, shutdown).await
         })?;
         for handle in handles {
             match handle.join() {
-                Ok(Ok(Ok(()))) => {}
-                Ok(Ok(Err(e))) => return Err(e),
-                Ok(Err(e)) => return Err(ServeError::Start(e)),
+                Ok(result) => result?,
                 Err(_) => warn!("a worker thread panicked"),
             }
         }
@@ -283,7 +287,9 @@ async fn worker(
     let hard_stop = CancellationToken::new();
     for listener in listeners {
         let listener = TcpListener::from_std(listener).map_err(ServeError::Start)?;
+        let local = listener.local_addr().ok().filter(|a| !a.ip().is_unspecified());
         let ctx = AcceptCtx {
+            local,
             shared: shared.clone(),
             shutdown: shutdown.clone(),
             hard_stop: hard_stop.clone(),
@@ -304,6 +310,8 @@ async fn worker(
 }
 
 struct AcceptCtx {
+    /// The listener's address when it is not a wildcard one.
+    local: Option<SocketAddr>,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
     hard_stop: CancellationToken,
@@ -348,7 +356,12 @@ fn is_per_connection(e: &std::io::Error) -> bool {
 /// Serve a new connection, or tell it `busy` when the limit is reached.
 fn admit(stream: TcpStream, peer: SocketAddr, ctx: &AcceptCtx) {
     let start = Instant::now();
-    let local = stream.local_addr().unwrap_or(peer);
+    // A listener on a specific address is the local end of all its
+    // connections; only a wildcard one needs asking (one syscall less per accept).
+    let local = match ctx.local {
+        Some(addr) => addr,
+        None => stream.local_addr().unwrap_or(peer),
+    };
     let shared = &ctx.shared;
     if shared.active.fetch_add(1, Ordering::AcqRel) >= shared.max_connections {
         shared.active.fetch_sub(1, Ordering::AcqRel);
