@@ -51,8 +51,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub shutdown_timeout: u64,
 
-    /// Worker threads (0 = one per core).
-    #[arg(long, value_name = "N", default_value_t = 0)]
+    /// Worker threads (0 = one per core, at most 1024). On a machine shared with
+    /// the load generator, `--threads 1` spends the least CPU per reply.
+    #[arg(long, value_name = "N", default_value_t = 0,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=1024))]
     pub threads: usize,
 
     /// Log warnings and errors only (no per-connection lines).
@@ -110,6 +112,12 @@ mod tests {
         let a = serve(&["--listen", "[::]:7000", "--listen", "127.0.0.1:7001"]);
         assert_eq!(a.listen.len(), 2);
         assert!(a.listen[0].is_ipv6());
+    }
+
+    #[test]
+    fn threads_are_bounded() {
+        assert_eq!(serve(&["--threads", "1024"]).threads, 1024);
+        assert!(Cli::try_parse_from(["tcpkit", "serve", "--threads", "1025"]).is_err());
     }
 
     #[test]

@@ -41,6 +41,10 @@ pub const FD_RESERVE: u64 = 64;
 /// Longest back-off between retries after an accept error such as EMFILE.
 pub const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
+/// Timeouts are capped at about a century, so deadlines computed from them
+/// cannot overflow the clock.
+const MAX_SECS: u64 = 100 * 365 * 24 * 3600;
+
 /// After the shutdown deadline, how long connections get to notice the hard stop.
 const HARD_STOP_GRACE: Duration = Duration::from_secs(1);
 
@@ -74,8 +78,9 @@ impl Config {
             protocol: Protocol::new(&args.greeting, &args.reply, &args.quit),
             max_line: args.max_line,
             max_connections: args.max_connections,
-            idle_timeout: (args.idle_timeout > 0).then(|| Duration::from_secs(args.idle_timeout)),
-            shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
+            idle_timeout: (args.idle_timeout > 0)
+                .then(|| Duration::from_secs(args.idle_timeout.min(MAX_SECS))),
+            shutdown_timeout: Duration::from_secs(args.shutdown_timeout.min(MAX_SECS)),
             threads: args.threads,
         }
     }
