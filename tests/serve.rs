@@ -563,3 +563,19 @@ fn shutdown_answers_lines_still_unread_in_the_kernel_buffer() {
     assert!(got == want);
     assert!(p.wait_exit().success());
 }
+
+#[test]
+fn text_logs_to_a_pipe_carry_no_colour_codes() {
+    let mut child = tcpkit()
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tcpkit serve");
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(line.contains("listening") && line.contains("addr=127.0.0.1:"), "{line}");
+    assert!(!line.contains('\u{1b}'), "escape codes in a piped log line: {line:?}");
+}
