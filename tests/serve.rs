@@ -3,8 +3,7 @@
 //! a process where signals, exit codes or log lines are the point.
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream as StdStream};
-use std::process::{Child, Stdio};
-use std::sync::mpsc;
+use std::process::Stdio;
 use std::time::Duration;
 
 use tcpkit::serve::{Config, Server};
@@ -12,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::util::tcpkit;
+use crate::util::{ServeProcess as Proc, tcpkit};
 
 /// Bound on any single wait in these tests, so a bug fails instead of hanging.
 const LIMIT: Duration = Duration::from_secs(10);
@@ -272,76 +271,6 @@ async fn ipv6_loopback_works() {
 
 // ---- As a process: signals, exit codes, log lines ----
 
-/// `tcpkit serve` as a child process with JSON logs; its stderr lines arrive on `logs`.
-struct Proc {
-    child: Child,
-    addr: SocketAddr,
-    logs: mpsc::Receiver<serde_json::Value>,
-}
-
-impl Proc {
-    fn start(args: &[&str]) -> Proc {
-        let mut child = tcpkit()
-            .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn tcpkit serve");
-        let (tx, logs) = mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                let value = serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("log line is not JSON ({e}): {line}"));
-                if tx.send(value).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut p = Proc { child, addr: "0.0.0.0:0".parse().unwrap(), logs };
-        let listening = p.wait_log(|v| v["message"] == "listening");
-        p.addr = listening["addr"].as_str().unwrap().parse().unwrap();
-        p
-    }
-
-    /// The next log line that matches, skipping others.
-    fn wait_log(&mut self, want: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
-        loop {
-            let v = self.logs.recv_timeout(LIMIT).expect("expected log line did not come");
-            if want(&v) {
-                return v;
-            }
-        }
-    }
-
-    fn signal(&self, sig: &str) {
-        let status = std::process::Command::new("kill")
-            .args([&format!("-{sig}"), &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    fn wait_exit(&mut self) -> std::process::ExitStatus {
-        for _ in 0..(LIMIT.as_millis() / 10) {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        panic!("server did not exit");
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn std_read_to_end(s: &mut StdStream) -> Vec<u8> {
     s.set_read_timeout(Some(LIMIT)).unwrap();
     let mut out = Vec::new();
@@ -456,7 +385,7 @@ fn a_port_in_use_fails_with_the_address_in_the_message() {
 #[test]
 fn accept_errors_back_off_and_the_server_recovers() {
     // 32 descriptors in all: accept fails with EMFILE long before 60 clients.
-    let mut child = std::process::Command::new("bash")
+    let child = std::process::Command::new("bash")
         .args([
             "-c",
             "ulimit -n 32 && exec \"$0\" serve --listen 127.0.0.1:0 --log-format json --max-connections 100",
@@ -465,17 +394,7 @@ fn accept_errors_back_off_and_the_server_recovers() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let (tx, rx) = mpsc::channel::<serde_json::Value>();
-    std::thread::spawn(move || {
-        for line in stderr.lines().map_while(Result::ok) {
-            // A line that is not JSON (a panic, say) still reaches the test.
-            let v = serde_json::from_str(&line).unwrap_or_else(|_| serde_json::json!({"raw": line}));
-            let _ = tx.send(v);
-        }
-    });
-    let mut p = Proc { child, addr: "0.0.0.0:0".parse().unwrap(), logs: rx };
-    p.addr = p.wait_log(|v| v["message"] == "listening")["addr"].as_str().unwrap().parse().unwrap();
+    let mut p = Proc::from_child(child);
     let mut held: Vec<StdStream> = (0..60).filter_map(|_| StdStream::connect(p.addr).ok()).collect();
     let failed = p.wait_log(|v| v["message"] == "accept failed");
     assert!(failed["error"].as_str().unwrap().contains("Too many open files"), "{failed}");

@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use crate::util::tcpkit;
+use crate::util::{ServeProcess, tcpkit};
 
 /// Bound on any one blocking step of a test: a broken client or server fails
 /// the test instead of hanging it. Never an assertion about speed.
@@ -548,67 +548,20 @@ fn ipv6_loopback_conversation_with_and_without_dash_6() {
     assert_eq!(server.join().unwrap(), 3);
 }
 
-/// A `tcpkit serve` process on a free loopback port, killed when dropped.
-struct Serve {
-    child: Child,
-    port: String,
-}
-
-impl Serve {
-    fn start() -> Serve {
-        // Bind and drop to find a free port; retried in case another test takes it.
-        for _ in 0..5 {
-            let port = listen_v4().1;
-            let mut child = tcpkit()
-                .args(["serve", "-q", "--listen", &format!("127.0.0.1:{port}")])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("tcpkit serve starts");
-            let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-            // Ready once it accepts; bounded by LIMIT, and abandoned if it exited.
-            for _ in 0..LIMIT.as_millis() / 20 {
-                if let Ok(probe) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
-                    let mut welcome = [0u8; 9];
-                    probe.set_read_timeout(Some(LIMIT)).unwrap();
-                    // Our own server, not some other process that took the port.
-                    if (&probe).read_exact(&mut welcome).is_ok() && &welcome == b"Welcome!\n" {
-                        return Serve { child, port };
-                    }
-                    break;
-                }
-                if child.try_wait().unwrap().is_some() {
-                    break;
-                }
-                thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        panic!("tcpkit serve did not come up on a free port");
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn tutorial_conversation_with_tcpkit_serve() {
-    let serve = Serve::start();
-    let out = run(&["127.0.0.1", &serve.port], TUTORIAL_INPUT);
+    let serve = ServeProcess::start(&[]);
+    let port = serve.addr.port().to_string();
+    let out = run(&["127.0.0.1", &port], TUTORIAL_INPUT);
     assert_eq!(String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(TUTORIAL_OUTPUT));
     assert_eq!(out.code, Some(0), "stderr: {}", out.stderr);
 }
 
 #[test]
 fn tcpkit_serve_answers_a_final_line_without_newline_after_the_half_close() {
-    let serve = Serve::start();
-    let out = run(&["--crlf", "127.0.0.1", &serve.port], b"Michael\nSarah");
+    let serve = ServeProcess::start(&[]);
+    let port = serve.addr.port().to_string();
+    let out = run(&["--crlf", "127.0.0.1", &port], b"Michael\nSarah");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "Welcome!\nHello, Michael!\nHello, Sarah!\n");
     assert_eq!(out.code, Some(0), "stderr: {}", out.stderr);
 }
