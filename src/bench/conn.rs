@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::time::{Instant, sleep_until, timeout_at};
 
@@ -24,6 +24,7 @@ use super::stats::{Batch, Stats};
 use super::verify::{BenchError, Verifier};
 use super::workload::Spec;
 use crate::cli::Workload;
+use crate::net::connect::connect_one;
 
 /// Read buffer per connection: room for many pipelined replies per read.
 const READ_BUF: usize = 4096;
@@ -188,19 +189,12 @@ impl Shared {
     }
 }
 
-/// A socket to `addr` bound to `source` with `IP_BIND_ADDRESS_NO_PORT`, so the port
-/// is chosen per destination at connect time and each source has a full port range.
+/// A connection to `addr` from `source` (see [`connect_one`], which binds it with
+/// `IP_BIND_ADDRESS_NO_PORT`), with `TCP_NODELAY`: requests go out at once.
 pub async fn open_from(addr: SocketAddr, source: Option<IpAddr>) -> std::io::Result<TcpStream> {
-    let socket = if addr.is_ipv6() { TcpSocket::new_v6()? } else { TcpSocket::new_v4()? };
-    if let Some(ip) = source {
-        if ip.is_ipv4() {
-            // Without it (non-Linux) bind picks a port per source: fewer connections, still correct.
-            let _ = crate::net::sys::set_bind_address_no_port(&socket);
-        }
-        socket.bind(SocketAddr::new(ip, 0))?;
-    }
-    socket.set_nodelay(true)?;
-    socket.connect(addr).await
+    let stream = connect_one(addr, source).await?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
 }
 
 /// Run connection `id` of the workload to its end; results go into `sh`.

@@ -174,10 +174,16 @@ pub async fn connect(host: &str, port: u16, opts: &ConnectOptions) -> Result<Con
     }
 }
 
-/// One connection attempt, from `source` when given.
+/// One connection attempt, from `source` when given. A source is bound with
+/// `IP_BIND_ADDRESS_NO_PORT`, so the port is chosen per destination at connect
+/// time and each source address has a full port range for every server.
 pub async fn connect_one(addr: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpStream> {
     let socket = if addr.is_ipv6() { TcpSocket::new_v6()? } else { TcpSocket::new_v4()? };
     if let Some(ip) = source {
+        if ip.is_ipv4() {
+            // Without it (non-Linux) bind picks a port per source: fewer connections, still correct.
+            let _ = super::sys::set_bind_address_no_port(&socket);
+        }
         socket.bind(SocketAddr::new(ip, 0))?;
     }
     socket.connect(addr).await
