@@ -144,6 +144,8 @@ pub struct Server {
     listeners: Vec<std::net::TcpListener>,
     shared: Arc<Shared>,
     threads: usize,
+    /// The open-file limit in force after raising it (`None`: unlimited or unknown).
+    open_file_limit: Option<u64>,
 }
 
 impl Server {
@@ -158,7 +160,8 @@ impl Server {
             .iter()
             .map(|addr| bind_listener(*addr, config.backlog))
             .collect::<Result<Vec<_>, _>>()?;
-        let fd_limit = raise_open_file_limit().unwrap_or(1024);
+        let open_file_limit = raise_open_file_limit();
+        let fd_limit = open_file_limit.unwrap_or(1024);
         let derived = usize::try_from(fd_limit.saturating_sub(FD_RESERVE).max(1)).unwrap_or(usize::MAX);
         let max_connections = config.max_connections.unwrap_or(derived);
         let threads = match config.threads {
@@ -176,7 +179,7 @@ impl Server {
             shutdown_timeout: config.shutdown_timeout,
             totals: Totals::default(),
         });
-        Ok(Server { listeners, shared, threads })
+        Ok(Server { listeners, shared, threads, open_file_limit })
     }
 
     /// The addresses actually bound (port 0 resolved).
@@ -251,7 +254,7 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
     info!(
         max_connections = server.max_connections(),
         threads = server.threads,
-        open_file_limit = raise_open_file_limit(),
+        open_file_limit = server.open_file_limit,
         "capacity"
     );
     server.run_until_signal().map_err(|e| Failure::new(1, e.to_string()))
