@@ -4,5 +4,6 @@
 mod bench;
 mod connect;
 mod fetch;
+mod hostile;
 mod serve;
 mod util;

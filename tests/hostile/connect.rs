@@ -1,0 +1,1 @@
+//! Hostile-peer tests for `tcpkit connect`.
