@@ -78,7 +78,8 @@ pub struct FetchArgs {
     #[arg(long = "connect-timeout", value_name = "SECS", default_value_t = 300.0)]
     pub connect_timeout: f64,
 
-    /// Give up the whole transfer, redirects included, after SECS (exit 28).
+    /// Give up the whole transfer, redirects included, decoding too, after SECS
+    /// (exit 28; 0 = no limit).
     #[arg(short = 'm', long = "max-time", value_name = "SECS")]
     pub max_time: Option<f64>,
 
@@ -102,6 +103,16 @@ pub struct FetchArgs {
     #[arg(long = "buffer-size", value_name = "BYTES", default_value_t = 256 * 1024,
           value_parser = clap::value_parser!(u32).range(4096..=64 * 1024 * 1024))]
     pub buffer_size: u32,
+
+    /// Most interim (1xx) responses accepted before the final one (exit 8 past it);
+    /// all the heads of one response also share --max-head.
+    #[arg(long = "max-interim", value_name = "N", default_value_t = 100)]
+    pub max_interim: u32,
+
+    /// Over HTTPS, accept a body delimited by the connection's close even when the
+    /// server closed without TLS close_notify (by default that is a truncation, exit 18).
+    #[arg(long = "ignore-missing-close-notify")]
+    pub ignore_missing_close_notify: bool,
 
     /// Copy plain HTTP bodies to the file with ordinary reads and writes instead
     /// of splice(2).
