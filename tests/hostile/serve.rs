@@ -5,7 +5,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, ChildStderr, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::tcpkit;
+use crate::util::{ServeProcess, tcpkit};
 
 /// Bound on any single wait, so a bug fails instead of hanging.
 const LIMIT: Duration = Duration::from_secs(10);
@@ -116,4 +116,45 @@ fn a_closed_log_pipe_does_not_lose_the_listener_after_a_busy_refusal() {
     }
     signal(&child, "TERM");
     assert_eq!(wait_exit(&mut child).expect("stops").code(), Some(0));
+}
+
+/// Whether process `pid` is stopped (state `T` in /proc).
+fn is_stopped(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The state follows the command name in parentheses.
+    stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('T'))
+}
+
+#[test]
+fn clients_queued_at_shutdown_are_accepted_and_answered() {
+    const CLIENTS: usize = 300;
+    let mut serve = ServeProcess::start(&["--threads", "1"]);
+    let pid = serve.child.id();
+    serve.signal("STOP");
+    let deadline = Instant::now() + LIMIT;
+    while !is_stopped(pid) {
+        assert!(Instant::now() < deadline, "server never stopped");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // The kernel completes these handshakes and acknowledges the lines while
+    // the server cannot accept: they wait in the accept queue.
+    let mut clients = Vec::new();
+    for i in 0..CLIENTS {
+        let mut s = TcpStream::connect(serve.addr).expect("connect to the queue");
+        s.set_read_timeout(Some(LIMIT)).unwrap();
+        s.write_all(format!("q{i}\n").as_bytes()).unwrap();
+        clients.push(s);
+    }
+    serve.signal("TERM");
+    serve.signal("CONT");
+    let mut answered = 0;
+    for (i, mut s) in clients.into_iter().enumerate() {
+        let mut got = Vec::new();
+        let _ = s.read_to_end(&mut got);
+        if got == format!("Welcome!\nHello, q{i}!\n").as_bytes() {
+            answered += 1;
+        }
+    }
+    assert_eq!(answered, CLIENTS, "every queued client is answered");
+    assert_eq!(serve.wait_exit().code(), Some(0));
 }
