@@ -143,7 +143,7 @@ async fn run_async(args: &ConnectArgs) -> Result<(), Error> {
     let opts = ConnectOptions {
         family,
         // The parser guarantees a finite, non-negative number of seconds.
-        timeout: (args.connect_timeout > 0.0).then(|| Duration::from_secs_f64(args.connect_timeout)),
+        timeout: (!args.connect_timeout.is_zero()).then_some(args.connect_timeout),
         source: args.source,
         // Interactive lines should leave at once, not wait for the previous ACK.
         nodelay: true,
@@ -166,7 +166,7 @@ async fn run_async(args: &ConnectArgs) -> Result<(), Error> {
         crlf: args.crlf,
         half_close: !args.no_shutdown,
         end_on_peer_eof: io::stdin().is_terminal(),
-        idle: (args.idle_timeout > 0.0).then(|| Duration::from_secs_f64(args.idle_timeout)),
+        idle: (!args.idle_timeout.is_zero()).then_some(args.idle_timeout),
     };
     let mut stats = Stats::default();
     let outcome = session(tokio::io::stdin(), tokio::io::stdout(), sock_rd, sock_wr, &settings, &mut stats)

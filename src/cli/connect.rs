@@ -34,15 +34,15 @@ pub struct ConnectArgs {
     pub ipv6: bool,
     /// Give up connecting after this many seconds, resolving and all addresses
     /// together (0 = wait as long as the OS does).
-    #[arg(long, value_name = "SECS", default_value_t = 10.0, value_parser = parse_secs)]
-    pub connect_timeout: f64,
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = super::duration::parse_duration)]
+    pub connect_timeout: std::time::Duration,
     /// Send each `\n` from stdin as `\r\n` (a `\r\n` already there is kept as is).
     #[arg(short = 'C', long)]
     pub crlf: bool,
     /// Close after this many seconds with no data either way, exit code 4 (0 = never).
-    #[arg(short = 'w', long = "idle-timeout", value_name = "SECS", default_value_t = 0.0,
-          value_parser = parse_secs)]
-    pub idle_timeout: f64,
+    #[arg(short = 'w', long = "idle-timeout", value_name = "SECS", default_value = "0",
+          value_parser = super::duration::parse_duration)]
+    pub idle_timeout: std::time::Duration,
     /// Connect from this local address (the port is chosen by the OS).
     #[arg(short = 's', long, value_name = "ADDR")]
     pub source: Option<IpAddr>,
@@ -57,14 +57,6 @@ pub struct ConnectArgs {
     /// Print connection details on stderr (addresses, timings, byte counts).
     #[arg(short, long)]
     pub verbose: bool,
-}
-
-/// A number of seconds: finite, not negative, and small enough for a `Duration`.
-fn parse_secs(s: &str) -> Result<f64, String> {
-    let secs: f64 = s.parse().map_err(|_| format!("not a number of seconds: {s:?}"))?;
-    std::time::Duration::try_from_secs_f64(secs)
-        .map(|_| secs)
-        .map_err(|_| format!("seconds must be finite and at least 0, got {s}"))
 }
 
 #[cfg(test)]
@@ -85,7 +77,7 @@ mod tests {
         let Command::Connect(a) = cli.command else { panic!("not connect") };
         assert_eq!((a.host.as_str(), a.port), ("::1", 9999));
         assert!(a.ipv6 && a.crlf && !a.ipv4);
-        assert_eq!(a.idle_timeout, 2.0);
+        assert_eq!(a.idle_timeout, std::time::Duration::from_secs(2));
     }
 
     #[test]
@@ -96,7 +88,10 @@ mod tests {
     #[test]
     fn defaults_are_ten_second_connect_timeout_and_no_idle_timeout() {
         let a = parse(&["example.com", "80"]).unwrap();
-        assert_eq!((a.connect_timeout, a.idle_timeout), (10.0, 0.0));
+        assert_eq!(
+            (a.connect_timeout, a.idle_timeout),
+            (std::time::Duration::from_secs(10), std::time::Duration::ZERO)
+        );
         assert!(!a.crlf && !a.zero_io && !a.no_shutdown && !a.verbose && a.source.is_none());
     }
 
@@ -108,15 +103,20 @@ mod tests {
         let a = parse(&["-z", "-s", "127.0.0.2", "-v", "--connect-timeout", "0.5", "h", "7"]).unwrap();
         assert!(a.zero_io && a.verbose);
         assert_eq!(a.source, Some("127.0.0.2".parse().unwrap()));
-        assert_eq!(a.connect_timeout, 0.5);
+        assert_eq!(a.connect_timeout, std::time::Duration::from_millis(500));
     }
 
     #[test]
-    fn negative_nan_and_huge_seconds_are_rejected() {
-        for bad in ["-1", "NaN", "inf", "1e300", "soon"] {
+    fn negative_and_nan_seconds_are_rejected_and_huge_ones_capped() {
+        for bad in ["-1", "NaN", "inf", "soon"] {
             assert!(parse(&["-w", bad, "h", "1"]).is_err(), "-w {bad}");
             assert!(parse(&["--connect-timeout", bad, "h", "1"]).is_err(), "--connect-timeout {bad}");
         }
+        let a = parse(&["-w", "1.8e19", "--connect-timeout", "1e300", "h", "1"]).unwrap();
+        assert_eq!(
+            (a.idle_timeout, a.connect_timeout),
+            (crate::cli::duration::MAX, crate::cli::duration::MAX)
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 mod bench;
 mod connect;
+pub mod duration;
 mod fetch;
 mod serve;
 

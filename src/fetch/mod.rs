@@ -69,11 +69,6 @@ struct Config {
     timing: bool,
 }
 
-fn seconds(flag: &str, secs: f64) -> Result<Duration, FetchError> {
-    Duration::try_from_secs_f64(secs)
-        .map_err(|_| FetchError::Usage(format!("{flag}: {secs} is not a number of seconds >= 0")))
-}
-
 /// A request body: in memory (`-d`, a literal `--data-binary`), or streamed from a
 /// file (`--data-binary @FILE`), so a large upload costs no memory.
 enum Body {
@@ -207,8 +202,8 @@ impl Config {
             follow: args.location,
             max_redirs: args.max_redirs,
             connect: ConnectOptions { family, timeout: None, source: None, nodelay: true },
-            connect_timeout: seconds("--connect-timeout", args.connect_timeout)?,
-            max_time: args.max_time.map(|s| seconds("--max-time", s)).transpose()?,
+            connect_timeout: args.connect_timeout,
+            max_time: args.max_time,
             tls: ClientOptions { cacert: args.cacert.clone(), insecure: args.insecure },
             compressed: args.compressed,
             max_head: args.max_head.max(64),
@@ -844,7 +839,6 @@ mod tests {
             &["-C", "100", "-o", "f", "http://h/"],
             &["-C", "-", "-i", "-o", "f", "http://h/"],
             &["-C", "-", "--compressed", "-o", "f", "http://h/"],
-            &["-m=-1", "http://h/"],
             &["-H", "bad header", "http://h/"],
         ] {
             let err = config(args).err().unwrap_or_else(|| panic!("{args:?} accepted"));

@@ -79,9 +79,9 @@ impl Config {
             protocol: Protocol::new(&args.greeting, &args.reply, &args.quit),
             max_line: args.max_line,
             max_connections: args.max_connections,
-            idle_timeout: (args.idle_timeout > 0)
-                .then(|| Duration::from_secs(args.idle_timeout.min(MAX_SECS))),
-            shutdown_timeout: Duration::from_secs(args.shutdown_timeout.min(MAX_SECS)),
+            idle_timeout: (!args.idle_timeout.is_zero())
+                .then(|| args.idle_timeout.min(Duration::from_secs(MAX_SECS))),
+            shutdown_timeout: args.shutdown_timeout.min(Duration::from_secs(MAX_SECS)),
             threads: args.threads,
         }
     }
