@@ -10,7 +10,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Serve(args) => tcpkit::serve::run(args),
-        Command::Connect(args) => tcpkit::connect::run(args),
+        Command::Connect(args) => args.run(),
         Command::Fetch(args) => tcpkit::fetch::run(args),
         Command::Bench(args) => tcpkit::bench::run(args),
     };

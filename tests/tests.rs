@@ -2,6 +2,7 @@
 //! starts its own servers on port 0 (loopback only) and stops them.
 
 mod bench;
+mod cli;
 mod connect;
 mod fetch;
 mod hostile;

@@ -75,11 +75,6 @@ struct Config {
     timing: bool,
 }
 
-fn seconds(flag: &str, secs: f64) -> Result<Duration, FetchError> {
-    Duration::try_from_secs_f64(secs)
-        .map_err(|_| FetchError::Usage(format!("{flag}: {secs} is not a number of seconds >= 0")))
-}
-
 /// A request body: in memory (`-d`, a literal `--data-binary`), or streamed from a
 /// file (`--data-binary @FILE`), so a large upload costs no memory.
 enum Body {
@@ -213,8 +208,9 @@ impl Config {
             follow: args.location,
             max_redirs: args.max_redirs,
             connect: ConnectOptions { family, timeout: None, source: None, nodelay: true },
-            connect_timeout: seconds("--connect-timeout", args.connect_timeout)?,
-            max_time: args.max_time.map(|s| seconds("--max-time", s)).transpose()?.filter(|d| !d.is_zero()),
+            connect_timeout: args.connect_timeout,
+            // `-m 0` is no limit, as in curl.
+            max_time: args.max_time.filter(|d| !d.is_zero()),
             max_interim: args.max_interim,
             ignore_missing_close_notify: args.ignore_missing_close_notify,
             tls: ClientOptions { cacert: args.cacert.clone(), insecure: args.insecure },
@@ -946,7 +942,6 @@ mod tests {
             &["-C", "100", "-o", "f", "http://h/"],
             &["-C", "-", "-i", "-o", "f", "http://h/"],
             &["-C", "-", "--compressed", "-o", "f", "http://h/"],
-            &["-m=-1", "http://h/"],
             &["-H", "bad header", "http://h/"],
         ] {
             let err = config(args).err().unwrap_or_else(|| panic!("{args:?} accepted"));
