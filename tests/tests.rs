@@ -6,5 +6,6 @@ mod cli;
 mod connect;
 mod fetch;
 mod hostile;
+mod netns;
 mod serve;
 mod util;

@@ -9,6 +9,7 @@ pub mod error;
 pub mod listen;
 pub mod sys;
 pub mod tls;
+pub mod trace;
 
 pub use connect::{ConnectError, ConnectOptions, Connected, Family, connect};
 pub use error::{IoClass, classify};
