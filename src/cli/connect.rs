@@ -86,16 +86,15 @@ pub struct ConnectArgs {
     pub ipv6: bool,
     /// Give up connecting after this many seconds, resolving and all addresses
     /// together (0 = wait as long as the OS does).
-    #[arg(long, value_name = "SECS", value_parser = parse_secs,
-          default_value_t = connect::DEFAULT_CONNECT_TIMEOUT.as_secs_f64())]
-    pub connect_timeout: f64,
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = super::duration::parse_duration)]
+    pub connect_timeout: std::time::Duration,
     /// Send each `\n` from stdin as `\r\n` (a `\r\n` already there is kept as is).
     #[arg(short = 'C', long)]
     pub crlf: bool,
     /// Close after this many seconds with no data either way, exit code 4 (0 = never).
-    #[arg(short = 'w', long = "idle-timeout", value_name = "SECS", value_parser = parse_secs,
-          default_value_t = connect::DEFAULT_IDLE_TIMEOUT.map_or(0.0, |d| d.as_secs_f64()))]
-    pub idle_timeout: f64,
+    #[arg(short = 'w', long = "idle-timeout", value_name = "SECS", default_value = "0",
+          value_parser = super::duration::parse_duration)]
+    pub idle_timeout: std::time::Duration,
     /// Connect from this local address (the port is chosen by the OS).
     #[arg(short = 's', long, value_name = "ADDR")]
     pub source: Option<IpAddr>,
@@ -141,9 +140,10 @@ pub struct ConnectArgs {
     #[arg(long, value_name = "VERSION", default_value = "1.2", requires = "tls", help_heading = "TLS")]
     pub tls_min: TlsVersion,
     /// Give up the TLS handshake after this many seconds (0 = wait as long as the server).
-    #[arg(long, value_name = "SECS", value_parser = parse_secs, help_heading = "TLS",
-          default_value_t = connect::DEFAULT_HANDSHAKE_TIMEOUT.as_secs_f64())]
-    pub handshake_timeout: f64,
+    // The default is connect::DEFAULT_HANDSHAKE_TIMEOUT: flags_become_the_library_config checks it.
+    #[arg(long, value_name = "SECS", default_value = "10", help_heading = "TLS",
+          value_parser = super::duration::parse_duration)]
+    pub handshake_timeout: Duration,
 
     /// Record every byte both ways in curl's --trace layout (hex and ASCII);
     /// `-` writes it to stderr.
@@ -165,8 +165,8 @@ impl ConnectArgs {
     /// The library configuration these flags ask for; `stdin_is_terminal` ends
     /// the session at the server's EOF (the conversation is over).
     pub fn config(&self, stdin_is_terminal: bool) -> connect::Config {
-        // The parser guarantees finite, non-negative seconds; 0 means no limit.
-        let secs = |s: f64| (s > 0.0).then(|| Duration::from_secs_f64(s));
+        // 0 means no limit (the duration parser caps huge values).
+        let secs = |d: Duration| (!d.is_zero()).then_some(d);
         let mut config = connect::Config::new(self.host.clone(), self.port);
         config.family = Family::from_flags(self.ipv4, self.ipv6);
         config.connect_timeout = secs(self.connect_timeout);
@@ -258,14 +258,6 @@ fn fail(code: u8, message: &str) -> Failure {
     Failure::silent(code)
 }
 
-/// A number of seconds: finite, not negative, and small enough for a `Duration`.
-fn parse_secs(s: &str) -> Result<f64, String> {
-    let secs: f64 = s.parse().map_err(|_| format!("not a number of seconds: {s:?}"))?;
-    std::time::Duration::try_from_secs_f64(secs)
-        .map(|_| secs)
-        .map_err(|_| format!("seconds must be finite and at least 0, got {s}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -285,7 +277,7 @@ mod tests {
         let Command::Connect(a) = cli.command else { panic!("not connect") };
         assert_eq!((a.host.as_str(), a.port), ("::1", 9999));
         assert!(a.ipv6 && a.crlf && !a.ipv4);
-        assert_eq!(a.idle_timeout, 2.0);
+        assert_eq!(a.idle_timeout, std::time::Duration::from_secs(2));
     }
 
     #[test]
@@ -296,7 +288,10 @@ mod tests {
     #[test]
     fn defaults_are_ten_second_connect_timeout_and_no_idle_timeout() {
         let a = parse(&["example.com", "80"]).unwrap();
-        assert_eq!((a.connect_timeout, a.idle_timeout), (10.0, 0.0));
+        assert_eq!(
+            (a.connect_timeout, a.idle_timeout),
+            (std::time::Duration::from_secs(10), std::time::Duration::ZERO)
+        );
         assert!(!a.crlf && !a.zero_io && !a.no_shutdown && !a.verbose && a.source.is_none());
     }
 
@@ -308,15 +303,20 @@ mod tests {
         let a = parse(&["-z", "-s", "127.0.0.2", "-v", "--connect-timeout", "0.5", "h", "7"]).unwrap();
         assert!(a.zero_io && a.verbose);
         assert_eq!(a.source, Some("127.0.0.2".parse().unwrap()));
-        assert_eq!(a.connect_timeout, 0.5);
+        assert_eq!(a.connect_timeout, std::time::Duration::from_millis(500));
     }
 
     #[test]
-    fn negative_nan_and_huge_seconds_are_rejected() {
-        for bad in ["-1", "NaN", "inf", "1e300", "soon"] {
+    fn negative_and_nan_seconds_are_rejected_and_huge_ones_capped() {
+        for bad in ["-1", "NaN", "inf", "soon"] {
             assert!(parse(&["-w", bad, "h", "1"]).is_err(), "-w {bad}");
             assert!(parse(&["--connect-timeout", bad, "h", "1"]).is_err(), "--connect-timeout {bad}");
         }
+        let a = parse(&["-w", "1.8e19", "--connect-timeout", "1e300", "h", "1"]).unwrap();
+        assert_eq!(
+            (a.idle_timeout, a.connect_timeout),
+            (crate::cli::duration::MAX, crate::cli::duration::MAX)
+        );
     }
 
     #[test]
@@ -422,6 +422,7 @@ mod tests {
         let d = parse(&["h", "7"]).unwrap().config(false);
         assert_eq!(d.connect_timeout, Some(connect::DEFAULT_CONNECT_TIMEOUT));
         assert_eq!(d.idle_timeout, connect::DEFAULT_IDLE_TIMEOUT);
+        assert_eq!(d.handshake_timeout, Some(connect::DEFAULT_HANDSHAKE_TIMEOUT));
         assert!(d.half_close && !d.end_on_peer_eof);
     }
 

@@ -75,12 +75,13 @@ pub struct FetchArgs {
     pub ipv6: bool,
 
     /// Give up resolving, connecting and the TLS handshake after SECS (exit 28).
-    #[arg(long = "connect-timeout", value_name = "SECS", default_value_t = 300.0)]
-    pub connect_timeout: f64,
+    #[arg(long = "connect-timeout", value_name = "SECS", default_value = "300", value_parser = super::duration::parse_duration)]
+    pub connect_timeout: std::time::Duration,
 
-    /// Give up the whole transfer, redirects included, after SECS (exit 28).
-    #[arg(short = 'm', long = "max-time", value_name = "SECS")]
-    pub max_time: Option<f64>,
+    /// Give up the whole transfer, redirects included, decoding too, after SECS
+    /// (exit 28; 0 = no limit).
+    #[arg(short = 'm', long = "max-time", value_name = "SECS", value_parser = super::duration::parse_duration)]
+    pub max_time: Option<std::time::Duration>,
 
     /// Trust only the certificates in this PEM file.
     #[arg(long = "cacert", value_name = "FILE")]
@@ -102,6 +103,16 @@ pub struct FetchArgs {
     #[arg(long = "buffer-size", value_name = "BYTES", default_value_t = 256 * 1024,
           value_parser = clap::value_parser!(u32).range(4096..=64 * 1024 * 1024))]
     pub buffer_size: u32,
+
+    /// Most interim (1xx) responses accepted before the final one (exit 8 past it);
+    /// all the heads of one response also share --max-head.
+    #[arg(long = "max-interim", value_name = "N", default_value_t = 100)]
+    pub max_interim: u32,
+
+    /// Over HTTPS, accept a body delimited by the connection's close even when the
+    /// server closed without TLS close_notify (by default that is a truncation, exit 18).
+    #[arg(long = "ignore-missing-close-notify")]
+    pub ignore_missing_close_notify: bool,
 
     /// Copy plain HTTP bodies to the file with ordinary reads and writes instead
     /// of splice(2).
@@ -159,7 +170,7 @@ mod tests {
         assert_eq!(a.url, "http://x/");
         assert_eq!(a.max_redirs, 50);
         assert_eq!(a.max_head, 262_144);
-        assert_eq!(a.connect_timeout, 300.0);
+        assert_eq!(a.connect_timeout, std::time::Duration::from_secs(300));
         assert!(a.output.is_none() && a.max_time.is_none() && !a.location && !a.fail);
     }
 
@@ -193,7 +204,7 @@ mod tests {
         assert_eq!(a.continue_at.as_deref(), Some("-"));
         assert_eq!(a.request.as_deref(), Some("PUT"));
         assert_eq!(a.header, vec!["A: b", "C:"]);
-        assert_eq!(a.max_time, Some(2.5));
+        assert_eq!(a.max_time, Some(std::time::Duration::from_millis(2500)));
         assert_eq!(a.dump_header.as_deref(), Some(std::path::Path::new("-")));
         assert_eq!(a.write_out.as_deref(), Some("%{http_code}"));
         assert!(a.ipv4 && a.insecure);
@@ -222,7 +233,10 @@ mod tests {
         .unwrap();
         assert_eq!(a.data_binary.as_deref(), Some("@body"));
         assert!(a.compressed && a.timing && a.ipv6 && a.remote_name && a.head);
-        assert_eq!((a.max_redirs, a.max_head, a.connect_timeout), (3, 1024, 1.0));
+        assert_eq!(
+            (a.max_redirs, a.max_head, a.connect_timeout),
+            (3, 1024, std::time::Duration::from_secs(1))
+        );
         let b = parse(&["-d", "a=1", "-d", "b=2", "u"]).unwrap();
         assert_eq!(b.data, vec!["a=1", "b=2"]);
     }

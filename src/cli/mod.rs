@@ -5,13 +5,15 @@
 
 mod bench;
 mod connect;
+pub mod duration;
 mod fetch;
 mod serve;
 
+pub use crate::log::LogFormat;
 pub use bench::{BenchArgs, Sources, Workload};
 pub use connect::ConnectArgs;
 pub use fetch::FetchArgs;
-pub use serve::{LogFormat, ServeArgs};
+pub use serve::ServeArgs;
 
 use clap::{Parser, Subcommand};
 

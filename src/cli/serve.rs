@@ -1,7 +1,9 @@
 //! Flags of `tcpkit serve`.
 use std::net::SocketAddr;
 
-use clap::{Args, ValueEnum};
+use clap::Args;
+
+pub use crate::log::LogFormat;
 
 /// Run the hello server.
 ///
@@ -44,12 +46,12 @@ pub struct ServeArgs {
 
     /// Close a connection after this many seconds without a byte from the client
     /// (0 = never).
-    #[arg(long, value_name = "SECS", default_value_t = 300)]
-    pub idle_timeout: u64,
+    #[arg(long, value_name = "SECS", default_value = "300", value_parser = super::duration::parse_duration)]
+    pub idle_timeout: std::time::Duration,
 
     /// On SIGINT/SIGTERM, how long to finish owed replies before closing anyway.
-    #[arg(long, value_name = "SECS", default_value_t = 10)]
-    pub shutdown_timeout: u64,
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = super::duration::parse_duration)]
+    pub shutdown_timeout: std::time::Duration,
 
     /// Worker threads (0 = one per core, at most 1024). On a machine shared with
     /// the load generator, `--threads 1` spends the least CPU per reply.
@@ -68,15 +70,6 @@ pub struct ServeArgs {
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
-}
-
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// One human-readable line per event.
-    Text,
-    /// One JSON object per line, for machines.
-    Json,
 }
 
 #[cfg(test)]
@@ -102,8 +95,8 @@ mod tests {
         assert_eq!(a.quit, "exit");
         assert_eq!(a.max_line, 65536);
         assert_eq!(a.backlog, 1024);
-        assert_eq!(a.idle_timeout, 300);
-        assert_eq!(a.shutdown_timeout, 10);
+        assert_eq!(a.idle_timeout, std::time::Duration::from_secs(300));
+        assert_eq!(a.shutdown_timeout, std::time::Duration::from_secs(10));
         assert_eq!(a.max_connections, None);
     }
 

@@ -63,6 +63,10 @@ pub enum FetchError {
         /// The socket's error.
         source: io::Error,
     },
+    /// A reply no HTTP/1.1 client can use: endless interim responses, an unasked-for
+    /// protocol switch (exit 8, curl's "weird server reply").
+    #[error("weird server reply: {0}")]
+    WeirdReply(String),
     /// The connection closed before any response byte (exit 52).
     #[error("empty reply from server")]
     EmptyReply,
@@ -135,6 +139,7 @@ pub fn exit_code(err: &FetchError) -> u8 {
         FetchError::Send(_) => 55,
         FetchError::Recv { .. } => 56,
         FetchError::EmptyReply => 52,
+        FetchError::WeirdReply(_) => 8,
         FetchError::Http(e) => e.exit_code(),
         FetchError::Partial { .. } => 18,
         FetchError::Decode(e) => e.exit_code(),

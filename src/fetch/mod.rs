@@ -55,7 +55,13 @@ struct Config {
     max_redirs: u32,
     connect: ConnectOptions,
     connect_timeout: Duration,
+    /// `-m`: the deadline of the whole transfer (`-m 0`: none, as in curl).
     max_time: Option<Duration>,
+    /// `--max-interim`: most interim (1xx) heads before the final one.
+    max_interim: u32,
+    /// `--ignore-missing-close-notify`: a TLS body delimited by close is complete at
+    /// a bare TCP close too.
+    ignore_missing_close_notify: bool,
     tls: ClientOptions,
     compressed: bool,
     max_head: usize,
@@ -67,11 +73,6 @@ struct Config {
     fail: bool,
     write_out: Option<String>,
     timing: bool,
-}
-
-fn seconds(flag: &str, secs: f64) -> Result<Duration, FetchError> {
-    Duration::try_from_secs_f64(secs)
-        .map_err(|_| FetchError::Usage(format!("{flag}: {secs} is not a number of seconds >= 0")))
 }
 
 /// A request body: in memory (`-d`, a literal `--data-binary`), or streamed from a
@@ -207,8 +208,11 @@ impl Config {
             follow: args.location,
             max_redirs: args.max_redirs,
             connect: ConnectOptions { family, timeout: None, source: None, nodelay: true },
-            connect_timeout: seconds("--connect-timeout", args.connect_timeout)?,
-            max_time: args.max_time.map(|s| seconds("--max-time", s)).transpose()?,
+            connect_timeout: args.connect_timeout,
+            // `-m 0` is no limit, as in curl.
+            max_time: args.max_time.filter(|d| !d.is_zero()),
+            max_interim: args.max_interim,
+            ignore_missing_close_notify: args.ignore_missing_close_notify,
             tls: ClientOptions { cacert: args.cacert.clone(), insecure: args.insecure },
             compressed: args.compressed,
             max_head: args.max_head.max(64),
@@ -250,6 +254,10 @@ pub fn run(args: FetchArgs) -> Result<(), Failure> {
     let result = result.and_then(|()| t.finish());
     let hint = match (&result, t.sink.take()) {
         (Err(_), Some(sink)) => match sink.abandon() {
+            // Decoded bytes cannot be resumed: `-C -` refuses --compressed.
+            Some((part, len)) if cfg.compressed => {
+                format!("; {} holds {len} bytes of the decoded body", part.display())
+            }
             Some((part, len)) => {
                 format!("; {} holds {len} bytes: run again with `-C -` to resume", part.display())
             }
@@ -258,12 +266,12 @@ pub fn run(args: FetchArgs) -> Result<(), Failure> {
         _ => String::new(),
     };
     if cfg.timing {
-        eprint!("{}", timing::render(&t.hops));
+        to_stderr(&timing::render(&t.hops));
     }
     if let Some(format) = &cfg.write_out {
         let (text, warnings) = writeout::render_with_warnings(format, &t.write_out_vars(&result));
         for w in warnings.iter().filter(|_| show_errors) {
-            eprintln!("tcpkit: warning: {w}");
+            to_stderr(&format!("tcpkit: warning: {w}\n"));
         }
         // A closed stdout is reported by the transfer itself; -w adds nothing to it.
         let _ = std::io::stdout().write_all(text.as_bytes());
@@ -303,6 +311,9 @@ struct Transfer<'a> {
     last_head: Option<ResponseHead>,
     /// The 416-on-a-complete-file case: nothing to write, the file is done.
     already_complete: bool,
+    /// When `-m` runs out: checked between decoded pieces, since decoding a bomb
+    /// is work that never waits on the runtime's timer.
+    deadline: Option<Instant>,
 }
 
 impl<'a> Transfer<'a> {
@@ -326,6 +337,7 @@ impl<'a> Transfer<'a> {
             current_method: String::new(),
             last_head: None,
             already_complete: false,
+            deadline: cfg.max_time.and_then(|d| Instant::now().checked_add(d)),
         }
     }
 
@@ -348,7 +360,7 @@ impl<'a> Transfer<'a> {
                     self.redirects += 1;
                     self.end_hop();
                     if cfg.verbose {
-                        eprintln!("* following redirect to {}", next.url);
+                        to_stderr(&format!("* following redirect to {}\n", request::redacted(&next.url)));
                     }
                     url = next.url;
                     method = next.method;
@@ -408,7 +420,7 @@ impl<'a> Transfer<'a> {
     async fn hop(&mut self, url: &Url, method: &str, body: Option<&Body>) -> Result<HopEnd, FetchError> {
         let cfg = self.cfg;
         self.hops.push(Hop {
-            what: format!("{method} {url}"),
+            what: format!("{method} {}", request::redacted(url)),
             start: self.start.elapsed(),
             ..Hop::default()
         });
@@ -421,14 +433,14 @@ impl<'a> Transfer<'a> {
             (Some(opened.resolved), Some(opened.connected), opened.tls_done);
         (hop.peer, hop.local) = (Some(opened.peer), Some(opened.local));
         if cfg.verbose {
-            eprintln!(
-                "* connected to {} ({}) from {}",
+            to_stderr(&format!(
+                "* connected to {} ({}) from {}\n",
                 url.host_str().unwrap_or_default(),
                 opened.peer,
                 opened.local
-            );
+            ));
             if let Some(info) = &opened.tls_info {
-                eprintln!("* TLS: {info}");
+                to_stderr(&format!("* TLS: {info}\n"));
             }
         }
         let mut conn = opened.conn;
@@ -447,7 +459,7 @@ impl<'a> Transfer<'a> {
         let mut out = Vec::with_capacity(512);
         http1::write_request_head(method, target, &headers, &mut out);
         if cfg.verbose {
-            eprint!("{}", prefixed("> ", &out));
+            to_stderr(&prefixed("> ", &out));
         }
         if let Some(Body::Bytes(bytes)) = body {
             out.extend_from_slice(bytes);
@@ -490,7 +502,9 @@ impl<'a> Transfer<'a> {
         let kind = http1::body_kind(method, &head)?;
         self.open_sink(how)?;
         let mut content = match (cfg.compressed, head.header("content-encoding")) {
-            (true, Some(coding)) => Some(decode::ContentDecoder::new(Some(coding))?),
+            (true, Some(_)) => {
+                Some(decode::ContentDecoder::from_header_lines(head.headers_named("content-encoding"))?)
+            }
             _ => None,
         };
         self.start_progress(kind, how);
@@ -524,17 +538,35 @@ impl<'a> Transfer<'a> {
                     break;
                 }
             }
-            let n = read(&mut conn, &mut buf)
-                .await
-                .map_err(|source| FetchError::Recv { received: self.received, source })?;
+            let n = match conn.read(&mut buf).await {
+                // A TLS peer can say "this is the end" (close_notify); a bare TCP close
+                // without it may be an attacker's cut, which only the framing can
+                // catch, except for a body delimited by the close itself.
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && matches!(conn, Conn::Tls(_)) => {
+                    if kind == BodyKind::UntilClose && !cfg.ignore_missing_close_notify {
+                        return Err(FetchError::Http(http1::Http1Error::Truncated {
+                            received: self.received,
+                            expected: None,
+                            detail: "the TLS connection closed without close_notify \
+                                     (--ignore-missing-close-notify accepts it)"
+                                .into(),
+                        }));
+                    }
+                    0
+                }
+                other => other.map_err(|source| FetchError::Recv { received: self.received, source })?,
+            };
             if n == 0 {
                 framing.finish()?;
                 break;
             }
             end = n;
         }
+        let (deadline, limit, received) = (self.deadline, self.cfg.max_time, self.received);
         if let (Some(decoder), Some(sink)) = (content.as_mut(), self.sink.as_mut()) {
-            let res = decoder.finish(sink);
+            let res = decoder
+                .finish(&mut Deadline { sink, at: deadline })
+                .map_err(|e| decode_error(e, limit, received));
             if let Some(source) = sink.take_error() {
                 return Err(FetchError::Write { what: sink.describe(), source });
             }
@@ -553,14 +585,40 @@ impl<'a> Transfer<'a> {
         let cfg = self.cfg;
         let (mut start, mut end) = (0usize, 0usize);
         let mut total = 0u64;
+        // Interim heads so far, and the bytes of every head so far: all the heads of one
+        // response share --max-head, so endless 1xx heads end (curl bounds them alike).
+        let (mut interim, mut head_bytes) = (0u32, 0usize);
         // Parses only when the head may be complete, so a trickled head costs linear time.
         let mut parser = http1::HeadParser::new(cfg.max_head);
         loop {
-            if let Some((head, n)) = parser.parse(&buf[start..end])? {
+            let parsed = parser.parse(&buf[start..end]).map_err(|e| match e {
+                http1::Http1Error::HeadTooLarge { .. } => {
+                    http1::Http1Error::HeadTooLarge { limit: cfg.max_head }
+                }
+                other => other,
+            })?;
+            if let Some((head, n)) = parsed {
                 self.emit_head(&buf[start..start + n])?;
                 start += n;
-                // 101 would switch protocols, which we never ask for: treat it as final.
-                if head.is_interim() && head.status != 101 {
+                head_bytes += n;
+                if head.status == 101 {
+                    // We never ask to switch protocols, and cannot speak another one.
+                    return Err(FetchError::WeirdReply(
+                        "101 Switching Protocols to a request that asked for no upgrade".into(),
+                    ));
+                }
+                if head.is_interim() {
+                    interim += 1;
+                    if interim > cfg.max_interim {
+                        return Err(FetchError::WeirdReply(format!(
+                            "more than {} interim (1xx) responses (--max-interim)",
+                            cfg.max_interim
+                        )));
+                    }
+                    if head_bytes >= cfg.max_head {
+                        return Err(http1::Http1Error::HeadTooLarge { limit: cfg.max_head }.into());
+                    }
+                    parser = http1::HeadParser::new(cfg.max_head - head_bytes);
                     continue;
                 }
                 return Ok((head, start, end));
@@ -619,7 +677,7 @@ impl<'a> Transfer<'a> {
             }
         }
         if cfg.verbose {
-            eprint!("{}", prefixed("< ", raw));
+            to_stderr(&prefixed("< ", raw));
         }
         if cfg.include {
             self.open_sink(Start::Fresh)?;
@@ -703,9 +761,12 @@ impl<'a> Transfer<'a> {
         if data.is_empty() {
             return Ok(());
         }
+        let (deadline, limit, received) = (self.deadline, self.cfg.max_time, self.received);
         let Some(sink) = self.sink.as_mut() else { return Ok(()) };
         let res = match content {
-            Some(decoder) => decoder.write(data, sink).map_err(FetchError::from),
+            Some(decoder) => decoder
+                .write(data, &mut Deadline { sink, at: deadline })
+                .map_err(|e| decode_error(e, limit, received)),
             None => {
                 sink.write_all(data).map_err(|source| FetchError::Write { what: sink.describe(), source })
             }
@@ -737,13 +798,13 @@ impl<'a> Transfer<'a> {
                 .map(|v| String::from_utf8_lossy(v).into_owned())
                 .unwrap_or_default()
         };
-        let url_effective = self.current_url.as_ref().map(Url::to_string).unwrap_or_default();
+        let url_effective = self.current_url.as_ref().map(request::redacted).unwrap_or_default();
         let redirect_url = match (cfg.follow, head) {
             (false, Some(h)) if request::is_redirect(h.status) => self
                 .current_url
                 .as_ref()
                 .and_then(|u| u.join(&text("location")).ok())
-                .map(|u| u.to_string())
+                .map(|u| request::redacted(&u))
                 .unwrap_or_default(),
             _ => String::new(),
         };
@@ -769,7 +830,7 @@ impl<'a> Transfer<'a> {
             remote_port: last.peer.map_or(0, |p| p.port()),
             local_ip: last.local.map(|p| p.ip().to_string()).unwrap_or_default(),
             local_port: last.local.map_or(0, |p| p.port()),
-            url: cfg.url.to_string(),
+            url: request::redacted(&cfg.url),
             scheme: self.current_url.as_ref().map(|u| u.scheme().to_string()).unwrap_or_default(),
             url_effective,
             method: self.current_method.clone(),
@@ -789,6 +850,43 @@ async fn read(conn: &mut Conn, buf: &mut [u8]) -> std::io::Result<usize> {
     match conn.read(buf).await {
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && matches!(conn, Conn::Tls(_)) => Ok(0),
         other => other,
+    }
+}
+
+/// Best-effort diagnostics: a closed or full stderr loses them, never the transfer.
+fn to_stderr(text: &str) {
+    let _ = std::io::stderr().write_all(text.as_bytes());
+}
+
+/// The body's sink behind the `-m` deadline (see [`Transfer::deadline`]).
+struct Deadline<'s> {
+    sink: &'s mut Sink,
+    at: Option<Instant>,
+}
+
+impl Write for Deadline<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.at.is_some_and(|at| Instant::now() >= at) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "--max-time ran out while decoding",
+            ));
+        }
+        self.sink.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.sink.flush()
+    }
+}
+
+/// A decoding error, or `-m` (`limit`) run out while decoding (exit 28).
+fn decode_error(e: decode::DecodeError, limit: Option<Duration>, received: u64) -> FetchError {
+    match (&e, limit) {
+        (decode::DecodeError::Write(io), Some(limit)) if io.kind() == std::io::ErrorKind::TimedOut => {
+            FetchError::Timeout { ms: limit.as_millis(), received }
+        }
+        _ => FetchError::Decode(e),
     }
 }
 
@@ -844,12 +942,17 @@ mod tests {
             &["-C", "100", "-o", "f", "http://h/"],
             &["-C", "-", "-i", "-o", "f", "http://h/"],
             &["-C", "-", "--compressed", "-o", "f", "http://h/"],
-            &["-m=-1", "http://h/"],
             &["-H", "bad header", "http://h/"],
         ] {
             let err = config(args).err().unwrap_or_else(|| panic!("{args:?} accepted"));
             assert_eq!(exit_code(&err), 2, "{args:?}: {err}");
         }
+    }
+
+    #[test]
+    fn max_time_zero_means_no_limit() {
+        assert_eq!(config(&["-m", "0", "http://h/"]).unwrap().max_time, None);
+        assert_eq!(config(&["-m", "1.5", "http://h/"]).unwrap().max_time, Some(Duration::from_millis(1500)));
     }
 
     #[test]

@@ -14,6 +14,10 @@ pub const DEFAULT_MAX_TRAILERS: usize = 256 * 1024;
 /// an endless line is refused rather than read forever.
 pub const MAX_CHUNK_EXTENSION: usize = 16 * 1024;
 
+/// Most hex digits in one chunk size, leading zeros included: 16 make any 64-bit size,
+/// the rest is room for zero padding. A longer size line is refused, not read forever.
+pub const MAX_CHUNK_SIZE_DIGITS: u32 = 32;
+
 /// How a response body is framed (RFC 9112 §6.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyKind {
@@ -188,6 +192,9 @@ impl BodyDecoder {
         let bad = |reason: &str| Err(Http1Error::BadChunk { offset, reason: reason.to_string() });
         Ok(match chunk {
             Chunk::Size { value, digits } => match (hex_value(byte), byte) {
+                (Some(_), _) if digits >= MAX_CHUNK_SIZE_DIGITS => {
+                    return bad(&format!("chunk size longer than {MAX_CHUNK_SIZE_DIGITS} hex digits"));
+                }
                 (Some(d), _) => {
                     let value = value
                         .checked_mul(16)
@@ -547,6 +554,18 @@ mod tests {
         let out = run_split(BodyKind::Chunked, &input);
         assert_eq!(out.body.len(), 36);
         assert_eq!(out.result, Ok(()));
+    }
+
+    #[test]
+    fn a_chunk_size_with_endless_leading_zeros_is_refused_at_the_bound() {
+        let at_bound = format!("{}5\r\nhello\r\n0\r\n\r\n", "0".repeat(MAX_CHUNK_SIZE_DIGITS as usize - 1));
+        let out = run_split(BodyKind::Chunked, at_bound.as_bytes());
+        assert_eq!((out.body.as_slice(), out.result), (&b"hello"[..], Ok(())));
+        let zeros = vec![b'0'; 1 << 20];
+        let mut d = BodyDecoder::new(BodyKind::Chunked);
+        let err = d.decode(&zeros).unwrap_err();
+        let want = format!("chunk size longer than {MAX_CHUNK_SIZE_DIGITS} hex digits");
+        assert_eq!(err, Http1Error::BadChunk { offset: u64::from(MAX_CHUNK_SIZE_DIGITS), reason: want });
     }
 
     #[test]
