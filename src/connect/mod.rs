@@ -172,6 +172,18 @@ pub enum Error {
         /// Bytes received before the failure.
         received: u64,
     },
+    /// The TLS peer closed the TCP connection without a TLS `close_notify`:
+    /// what was received is printed, but its end may be missing (an attacker
+    /// can cut a TCP stream; only `close_notify` proves the end).
+    #[error(
+        "connection to {peer} closed without TLS close_notify after {received} bytes received: the end may be missing"
+    )]
+    TlsTruncated {
+        /// The server's address.
+        peer: SocketAddr,
+        /// Bytes received (and printed) before the close.
+        received: u64,
+    },
     /// Any other socket error while the connection was open.
     #[error("connection to {peer}: {source}")]
     Socket {
@@ -207,6 +219,8 @@ impl SessionError {
             SessionError::Socket(source) => match classify(&source) {
                 IoClass::Reset => Error::Reset { peer, received },
                 IoClass::TimedOut => Error::TimedOut { peer, received },
+                // A plain TCP EOF is a zero-length read; only rustls reports one as an error.
+                _ if source.kind() == io::ErrorKind::UnexpectedEof => Error::TlsTruncated { peer, received },
                 _ => Error::Socket { peer, source },
             },
             SessionError::Input(e) => Error::Stdin(e),

@@ -90,9 +90,33 @@ impl Drop for SServer {
 fn interop_tls_conversation_with_openssl_s_server_verified_by_cacert() {
     let pki = Pki::new(&["localhost"], 2020, 2100);
     let server = SServer::start(&pki, &["-rev"]);
-    let out =
-        run(&["--tls", "-v", "--cacert", &pki.path("ca.pem"), "localhost", &server.port], b"hello\nworld\n");
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace.txt");
+    let out = run(
+        &[
+            "--tls",
+            "-v",
+            "--trace",
+            trace.to_str().unwrap(),
+            "--cacert",
+            &pki.path("ca.pem"),
+            "localhost",
+            &server.port,
+        ],
+        b"hello\nworld\n",
+    );
     assert_eq!(out.code, Some(0), "stderr: {}", out.stderr);
+    // The trace holds the handshake's result and the plaintext both ways.
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let events = parse_trace(&text);
+    let info: Vec<String> =
+        events.iter().filter(|e| e.0 == 'i').map(|e| String::from_utf8_lossy(&e.1).into_owned()).collect();
+    assert!(info.iter().any(|l| l.starts_with("TLS: TLSv1.3 ")), "{text}");
+    assert!(info.iter().any(|l| l == "peer certificate: subject: CN=localhost"), "{text}");
+    let traced =
+        |dir: char| -> Vec<u8> { events.iter().filter(|e| e.0 == dir).flat_map(|e| e.1.clone()).collect() };
+    assert_eq!(traced('>'), b"hello\nworld\n");
+    assert_eq!(traced('<'), b"olleh\ndlrow\n");
     // s_server -rev answers each line reversed: the bytes went through TLS both ways.
     assert_eq!(out.stdout, b"olleh\ndlrow\n");
     for want in [

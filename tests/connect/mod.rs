@@ -732,3 +732,60 @@ fn tls_to_a_plain_text_server_is_a_handshake_failure_exit_7() {
     assert!(out.stderr.starts_with("tcpkit: error: TLS handshake with 127.0.0.1 failed: "), "{}", out.stderr);
     assert!(out.stdout.is_empty());
 }
+
+/// A TLS server (rustls, an rcgen certificate for localhost) for one
+/// connection: it sends `reply`, then closes the TCP connection, with a TLS
+/// `close_notify` first or without one.
+fn tls_server(reply: &'static [u8], close_notify: bool) -> (JoinHandle<()>, String) {
+    use tokio::io::AsyncWriteExt;
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let config =
+        tcpkit::net::tls::server_config(cert.cert.pem().as_bytes(), cert.key_pair.serialize_pem().as_bytes())
+            .unwrap();
+    let (listener, port) = listen_v4();
+    let server = thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            listener.set_nonblocking(true).unwrap();
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let (tcp, _) = tokio::time::timeout(LIMIT, listener.accept()).await.unwrap().unwrap();
+            let accept = tokio_rustls::TlsAcceptor::from(config).accept(tcp);
+            let mut tls = tokio::time::timeout(LIMIT, accept).await.unwrap().unwrap();
+            tls.write_all(reply).await.unwrap();
+            tls.flush().await.unwrap();
+            if close_notify {
+                tls.shutdown().await.unwrap();
+            } else {
+                // Straight to the TCP FIN, as a cut connection looks.
+                let (mut tcp, _) = tls.into_inner();
+                tcp.shutdown().await.unwrap();
+            }
+        })
+    });
+    (server, port)
+}
+
+#[test]
+fn tls_close_without_close_notify_prints_what_arrived_and_says_the_end_may_be_missing() {
+    let (server, port) = tls_server(b"partial", false);
+    let out = run(&["--tls", "-k", "127.0.0.1", &port], b"");
+    server.join().unwrap();
+    assert_eq!(out.stdout, b"partial");
+    assert_eq!(out.code, Some(1), "stderr: {}", out.stderr);
+    assert_eq!(
+        out.stderr,
+        format!(
+            "tcpkit: error: connection to 127.0.0.1:{port} closed without TLS close_notify after 7 bytes \
+             received: the end may be missing\n"
+        )
+    );
+}
+
+#[test]
+fn tls_close_with_close_notify_is_a_clean_close() {
+    let (server, port) = tls_server(b"complete\n", true);
+    let out = run(&["--tls", "-k", "127.0.0.1", &port], b"");
+    server.join().unwrap();
+    assert_eq!(out.code, Some(0), "stderr: {}", out.stderr);
+    assert_eq!(out.stdout, b"complete\n");
+}
