@@ -60,11 +60,15 @@ pub struct Options {
     pub time: bool,
     /// Bound on bytes waiting for the writer (default [`MAX_QUEUED_BYTES`]).
     pub max_queued: usize,
+    /// Bound on data bytes recorded in this trace (`None`: no bound). Past it,
+    /// one `Info` line says so and nothing more is recorded, so a long
+    /// connection cannot fill the disk (`serve --trace-max-bytes`).
+    pub max_bytes: Option<u64>,
 }
 
 impl Default for Options {
     fn default() -> Options {
-        Options { format: Format::Curl, time: false, max_queued: MAX_QUEUED_BYTES }
+        Options { format: Format::Curl, time: false, max_queued: MAX_QUEUED_BYTES, max_bytes: None }
     }
 }
 
@@ -203,6 +207,10 @@ enum Msg {
 struct Shared {
     /// [`Options::max_queued`].
     max_queued: usize,
+    /// [`Options::max_bytes`].
+    max_bytes: Option<u64>,
+    /// Data bytes accepted for recording so far (bounded by `max_bytes`).
+    recorded: AtomicU64,
     /// Bytes sent to the writer and not yet written (bounded by [`MAX_QUEUED_BYTES`]).
     queued: AtomicUsize,
     /// Bytes not recorded because the queue was full.
@@ -247,6 +255,8 @@ pub fn start<W: Write + Send + 'static>(sink: W, opts: Options) -> io::Result<(T
     let (done_tx, done) = mpsc::channel();
     let shared = Arc::new(Shared {
         max_queued: opts.max_queued,
+        max_bytes: opts.max_bytes,
+        recorded: AtomicU64::new(0),
         queued: AtomicUsize::new(0),
         dropped: AtomicU64::new(0),
         failed: AtomicBool::new(false),
@@ -315,6 +325,37 @@ impl Trace {
     /// counted as dropped instead.
     pub fn data(&self, dir: Dir, kind: Kind, bytes: &[u8]) {
         if bytes.is_empty() || self.shared.failed.load(Ordering::Relaxed) {
+            return;
+        }
+        // With max_bytes: the part that still fits, and whether this call crossed the limit.
+        let (bytes, crossed) = match self.shared.max_bytes {
+            None => (bytes, None),
+            Some(max) => {
+                let before = self.shared.recorded.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                let room = usize::try_from(max.saturating_sub(before)).unwrap_or(usize::MAX);
+                // Exactly one call says the limit was reached: the one that crosses
+                // it (before < max < before + len) or, when a call filled it exactly,
+                // the next one (before == max); `before` is unique per call.
+                if before >= max {
+                    if before == max {
+                        self.info(format!("trace: limit of {max} bytes reached, the rest is not recorded"));
+                    }
+                    return;
+                }
+                (&bytes[..room.min(bytes.len())], (room < bytes.len()).then_some(max))
+            }
+        };
+        if let Some(max) = crossed {
+            self.queue_data(dir, kind, bytes);
+            self.info(format!("trace: limit of {max} bytes reached, the rest is not recorded"));
+            return;
+        }
+        self.queue_data(dir, kind, bytes);
+    }
+
+    /// Queue `bytes` for the writer, or count them as dropped past `max_queued`.
+    fn queue_data(&self, dir: Dir, kind: Kind, bytes: &[u8]) {
+        if bytes.is_empty() {
             return;
         }
         let queued = self.shared.queued.fetch_add(bytes.len(), Ordering::Relaxed);
@@ -612,6 +653,39 @@ mod tests {
         assert_eq!(got.len(), 100_000);
         let outcome = writer.finish();
         assert_eq!(outcome.error.map(|e| e.kind()), Some(io::ErrorKind::BrokenPipe));
+    }
+
+    #[test]
+    fn past_max_bytes_one_line_says_so_and_nothing_more_is_recorded() {
+        let sink = Shared::default();
+        let opts = Options { format: Format::CurlAscii, max_bytes: Some(10), ..Options::default() };
+        let (trace, writer) = start(sink.clone(), opts).unwrap();
+        trace.data(Dir::Recv, Kind::Data, b"123456");
+        trace.data(Dir::Send, Kind::Data, b"abcdef");
+        trace.data(Dir::Recv, Kind::Data, b"more");
+        trace.info("still recorded");
+        // Filled exactly: the line comes with the next call, once.
+        let sink2 = Shared::default();
+        let (trace2, writer2) = start(sink2.clone(), opts).unwrap();
+        trace2.data(Dir::Recv, Kind::Data, b"0123456789");
+        trace2.data(Dir::Recv, Kind::Data, b"x");
+        trace2.data(Dir::Recv, Kind::Data, b"y");
+        assert!(writer2.finish().error.is_none());
+        let text2 = String::from_utf8(sink2.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text2.matches("limit of 10 bytes reached").count(), 1, "{text2}");
+        assert!(!text2.contains("0000: x") && !text2.contains("0000: y"), "{text2}");
+        assert!(writer.finish().error.is_none());
+        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(
+            text,
+            "<= Recv data, 6 bytes (0x6)
+0000: 123456
+=> Send data, 4 bytes (0x4)
+0000: abcd
+== Info: trace: limit of 10 bytes reached, the rest is not recorded
+== Info: still recorded
+"
+        );
     }
 
     #[test]
