@@ -280,6 +280,12 @@ where
     let mut stats = Stats::default();
     let outcome = match tls {
         None if config.zero_io => return Ok(stats),
+        None if trace.is_none() => {
+            // The plain path as before: TcpStream's own split needs no lock per poll.
+            let mut stream = conn.stream;
+            let (rd, wr) = stream.split();
+            session(input, output, rd, wr, &settings, &mut stats).await
+        }
         None => converse(conn.stream, trace, input, output, &settings, &mut stats).await,
         Some((client, name)) => {
             let stream =
