@@ -750,15 +750,17 @@ fn tls_server(reply: &'static [u8], close_notify: bool) -> (JoinHandle<()>, Stri
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
             let (tcp, _) = tokio::time::timeout(LIMIT, listener.accept()).await.unwrap().unwrap();
             let accept = tokio_rustls::TlsAcceptor::from(config).accept(tcp);
-            let mut tls = tokio::time::timeout(LIMIT, accept).await.unwrap().unwrap();
-            tls.write_all(reply).await.unwrap();
-            tls.flush().await.unwrap();
+            // A client that refuses our certificate ends the handshake: nothing more to do.
+            let Ok(Ok(mut tls)) = tokio::time::timeout(LIMIT, accept).await else { return };
+            // The client may already be gone (-z): errors after the handshake are its business.
+            let _ = tls.write_all(reply).await;
+            let _ = tls.flush().await;
             if close_notify {
-                tls.shutdown().await.unwrap();
+                let _ = tls.shutdown().await;
             } else {
                 // Straight to the TCP FIN, as a cut connection looks.
                 let (mut tcp, _) = tls.into_inner();
-                tcp.shutdown().await.unwrap();
+                let _ = tcp.shutdown().await;
             }
         })
     });
@@ -788,4 +790,51 @@ fn tls_close_with_close_notify_is_a_clean_close() {
     server.join().unwrap();
     assert_eq!(out.code, Some(0), "stderr: {}", out.stderr);
     assert_eq!(out.stdout, b"complete\n");
+}
+
+/// The SNI name of the one ClientHello a TLS client sends to a listener here
+/// (`None`: no SNI extension). The handshake is not completed.
+fn sni_of(args: &[&str]) -> Option<String> {
+    let (listener, port) = listen_v4();
+    let server = thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            listener.set_nonblocking(true).unwrap();
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let (tcp, _) = tokio::time::timeout(LIMIT, listener.accept()).await.unwrap().unwrap();
+            let acceptor = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp);
+            let start = tokio::time::timeout(LIMIT, acceptor).await.unwrap().unwrap();
+            start.client_hello().server_name().map(str::to_string)
+        })
+    });
+    let mut full: Vec<&str> = args.to_vec();
+    full.push(&port);
+    // The handshake is cut: the client fails (7), only the hello matters.
+    let out = run(&full, b"");
+    assert_eq!(out.code, Some(7), "stderr: {}", out.stderr);
+    server.join().unwrap()
+}
+
+#[test]
+fn sni_is_the_host_or_sni_name_and_absent_with_no_sni_or_an_ip() {
+    assert_eq!(sni_of(&["--tls", "-k", "localhost"]).as_deref(), Some("localhost"));
+    assert_eq!(sni_of(&["--tls", "-k", "--sni", "svc.example", "127.0.0.1"]).as_deref(), Some("svc.example"));
+    assert_eq!(sni_of(&["--tls", "-k", "--no-sni", "localhost"]), None);
+    // An IP address is never sent as SNI (RFC 6066).
+    assert_eq!(sni_of(&["--tls", "-k", "127.0.0.1"]), None);
+}
+
+#[test]
+fn zero_io_with_tls_checks_that_the_handshake_succeeds() {
+    let (server, port) = tls_server(b"not read", true);
+    let out = run(&["-z", "-v", "--tls", "-k", "127.0.0.1", &port], b"not sent");
+    server.join().unwrap();
+    assert_eq!(out.code, Some(0), "stderr: {}", out.stderr);
+    assert!(out.stdout.is_empty());
+    assert!(out.stderr.contains("tcpkit: TLS: TLSv1.3 "), "{}", out.stderr);
+    // Without -k the self-signed certificate is refused: -z reports it.
+    let (server, port) = tls_server(b"", true);
+    let out = run(&["-z", "--tls", "--sni", "localhost", "127.0.0.1", &port], b"");
+    server.join().unwrap();
+    assert_eq!(out.code, Some(8), "stderr: {}", out.stderr);
 }
