@@ -18,6 +18,36 @@
 //!   and [`Options::max_bytes`], all under one queue bound and one thread.
 //! - [`format_data`] and [`format_info`] are the pure formatters.
 //!
+//! A server tracing each connection to a file of its own, on one writer thread:
+//!
+//! ```
+//! use tcpkit::net::trace::{self, Options, Tap};
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let writer = trace::writer(trace::MAX_QUEUED_BYTES)?;
+//! let rt = tokio::runtime::Builder::new_current_thread().build()?;
+//! rt.block_on(async {
+//!     // Stand-ins for an accepted connection and its peer.
+//!     let (conn, mut peer) = tokio::io::duplex(1024);
+//!     let file = std::fs::File::create(dir.path().join("conn-1.trace"))?;
+//!     let opts = Options { max_bytes: Some(1 << 20), ..Options::default() };
+//!     let trace = writer.open(file, opts);
+//!     trace.info("Accepted 127.0.0.1:40000 on 127.0.0.1:9999");
+//!     let mut conn = Tap::new(conn, trace);
+//!     conn.write_all(b"Welcome!\n").await?;
+//!     let mut got = [0u8; 9];
+//!     peer.read_exact(&mut got).await?;
+//!     drop(conn); // the last clone of the trace: its file is flushed and closed
+//!     Ok::<_, std::io::Error>(())
+//! })?;
+//! assert!(writer.finish().error.is_none());
+//! let text = std::fs::read_to_string(dir.path().join("conn-1.trace"))?;
+//! assert!(text.ends_with("=> Send data, 9 bytes (0x9)\n\
+//!     0000: 57 65 6c 63 6f 6d 65 21 0a                      Welcome!.\n"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! Timestamps are UTC (curl prints local time; a container's is UTC anyway).
 //!
 //! Not for: packet capture (no TCP headers; use tshark), or parsing traces back.
