@@ -41,6 +41,9 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! With [`Config::tls`] the conversation runs over TLS (verified by default);
+//! with [`Config::trace`] every byte both ways is recorded, after TLS.
+//!
 //! Not for: listening, UDP, process concerns (exit codes, signals, printing
 //! errors), or interpreting the bytes in any way.
 use std::io::{self, Write};
@@ -51,6 +54,8 @@ use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::net::connect::{ConnectError, ConnectOptions, Family, connect};
+use crate::net::tls::{ClientSettings, HandshakeError, HandshakeSummary, TlsError};
+use crate::net::trace::{Tap, Trace};
 use crate::net::{IoClass, classify};
 
 mod session;
@@ -61,6 +66,9 @@ pub use session::{CHUNK, Crlf, SessionError, Settings, Stats, session};
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default for [`Config::idle_timeout`]: none, a quiet connection stays open.
 pub const DEFAULT_IDLE_TIMEOUT: Option<Duration> = None;
+/// Default for [`Config::handshake_timeout`]: a TLS server that never answers
+/// the handshake is given up on after this long.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What to connect to and how to behave: everything the command line can ask for.
 #[derive(Debug, Clone)]
@@ -89,6 +97,15 @@ pub struct Config {
     pub end_on_peer_eof: bool,
     /// Write connection details to [`Io::diag`].
     pub verbose: bool,
+    /// Speak TLS over the connection, verified as these settings say.
+    pub tls: Option<ClientSettings>,
+    /// The name for SNI and certificate verification; `None`: the host.
+    pub tls_name: Option<String>,
+    /// Bound on the TLS handshake; `None` waits as long as the server.
+    pub handshake_timeout: Option<Duration>,
+    /// Record every byte both ways (after TLS: the plaintext), the 4-tuple,
+    /// the handshake and the half-closes. See [`crate::net::trace`].
+    pub trace: Option<Trace>,
 }
 
 impl Config {
@@ -106,6 +123,10 @@ impl Config {
             zero_io: false,
             end_on_peer_eof: false,
             verbose: false,
+            tls: None,
+            tls_name: None,
+            handshake_timeout: Some(DEFAULT_HANDSHAKE_TIMEOUT),
+            trace: None,
         }
     }
 }
@@ -151,6 +172,18 @@ pub enum Error {
         /// Bytes received before the failure.
         received: u64,
     },
+    /// The TLS peer closed the TCP connection without a TLS `close_notify`:
+    /// what was received is printed, but its end may be missing (an attacker
+    /// can cut a TCP stream; only `close_notify` proves the end).
+    #[error(
+        "connection to {peer} closed without TLS close_notify after {received} bytes received: the end may be missing"
+    )]
+    TlsTruncated {
+        /// The server's address.
+        peer: SocketAddr,
+        /// Bytes received (and printed) before the close.
+        received: u64,
+    },
     /// Any other socket error while the connection was open.
     #[error("connection to {peer}: {source}")]
     Socket {
@@ -162,6 +195,13 @@ pub enum Error {
     /// Reading the input failed.
     #[error("reading stdin: {0}")]
     Stdin(io::Error),
+    /// The TLS configuration could not be built (a `--cacert`, `--cert` or `--key` file).
+    #[error(transparent)]
+    TlsConfig(#[from] TlsError),
+    /// The TLS handshake failed: the certificate was refused, the server
+    /// refused us, or it did not finish in time.
+    #[error(transparent)]
+    Tls(#[from] HandshakeError),
     /// Writing the output failed; a closed pipe ends the command like this too (as in ncat).
     #[error("writing stdout: {source} after {written} bytes")]
     Stdout {
@@ -179,6 +219,8 @@ impl SessionError {
             SessionError::Socket(source) => match classify(&source) {
                 IoClass::Reset => Error::Reset { peer, received },
                 IoClass::TimedOut => Error::TimedOut { peer, received },
+                // A plain TCP EOF is a zero-length read; only rustls reports one as an error.
+                _ if source.kind() == io::ErrorKind::UnexpectedEof => Error::TlsTruncated { peer, received },
                 _ => Error::Socket { peer, source },
             },
             SessionError::Input(e) => Error::Stdin(e),
@@ -210,18 +252,25 @@ where
         // Interactive lines should leave at once, not wait for the previous ACK.
         nodelay: true,
     };
-    let mut conn = connect(&config.host, config.port, &opts).await?;
-    let peer = conn.peer;
+    // Configuration errors (unreadable CA file...) come before any connection.
+    let tls = match &config.tls {
+        Some(settings) => {
+            let name = crate::net::tls::server_name(config.tls_name.as_deref().unwrap_or(&config.host))?;
+            Some((crate::net::tls::client_config_with(settings)?, name))
+        }
+        None => None,
+    };
+    let conn = connect(&config.host, config.port, &opts).await?;
+    let (peer, local) = (conn.peer, conn.local);
     note(&format!(
-        "connected to {peer} from {} (resolve {:.1} ms, connect {:.1} ms)",
-        conn.local,
+        "connected to {peer} from {local} (resolve {:.1} ms, connect {:.1} ms)",
         conn.resolve_time.as_secs_f64() * 1e3,
         conn.connect_time.as_secs_f64() * 1e3
     ));
-    if config.zero_io {
-        return Ok(Stats::default());
+    let trace = config.trace.as_ref();
+    if let Some(trace) = trace {
+        trace.info(format!("Connected to {peer} from {local}"));
     }
-    let (sock_rd, sock_wr) = conn.stream.split();
     let settings = Settings {
         crlf: config.crlf,
         half_close: config.half_close,
@@ -229,11 +278,62 @@ where
         idle: config.idle_timeout,
     };
     let mut stats = Stats::default();
-    let outcome = session(input, output, sock_rd, sock_wr, &settings, &mut stats)
-        .await
-        .map_err(|e| e.into_error(peer, &stats));
+    let outcome = match tls {
+        None if config.zero_io => return Ok(stats),
+        None if trace.is_none() => {
+            // The plain path as before: TcpStream's own split needs no lock per poll.
+            let mut stream = conn.stream;
+            let (rd, wr) = stream.split();
+            session(input, output, rd, wr, &settings, &mut stats).await
+        }
+        None => converse(conn.stream, trace, input, output, &settings, &mut stats).await,
+        Some((client, name)) => {
+            let stream =
+                crate::net::tls::handshake(conn.stream, client, name, config.handshake_timeout).await?;
+            for line in HandshakeSummary::of(stream.get_ref().1).lines() {
+                note(&line);
+                if let Some(trace) = trace {
+                    trace.info(line);
+                }
+            }
+            if config.zero_io {
+                return Ok(stats);
+            }
+            converse(stream, trace, input, output, &settings, &mut stats).await
+        }
+    };
+    let outcome = outcome.map_err(|e| e.into_error(peer, &stats));
     note(&format!("closed: {} bytes sent, {} bytes received", stats.sent, stats.received));
+    if let Some(trace) = trace {
+        trace.info(format!("Closed: {} bytes sent, {} bytes received", stats.sent, stats.received));
+    }
     outcome.map(|()| stats)
+}
+
+/// [`session`] over any stream, through a [`Tap`] when tracing.
+async fn converse<S, I, O>(
+    stream: S,
+    trace: Option<&Trace>,
+    input: I,
+    output: O,
+    settings: &Settings,
+    stats: &mut Stats,
+) -> Result<(), SessionError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    I: AsyncRead + Unpin,
+    O: AsyncWrite + Unpin,
+{
+    match trace {
+        Some(trace) => {
+            let (rd, wr) = tokio::io::split(Tap::new(stream, trace.clone()));
+            session(input, output, rd, wr, settings, stats).await
+        }
+        None => {
+            let (rd, wr) = tokio::io::split(stream);
+            session(input, output, rd, wr, settings, stats).await
+        }
+    }
 }
 
 #[cfg(test)]
