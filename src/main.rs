@@ -11,7 +11,7 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Serve(args) => tcpkit::serve::run(args),
         Command::Connect(args) => args.run(),
-        Command::Fetch(args) => tcpkit::fetch::run(args),
+        Command::Fetch(args) => args.run(),
         Command::Bench(args) => tcpkit::bench::run(args),
     };
     match outcome {

@@ -4,7 +4,7 @@
 //! Not for: the bytes on the wire (`http1::write_request_head`) or connections.
 use url::{Position, Url};
 
-use super::exit::FetchError;
+use super::error::FetchError;
 
 /// The `User-Agent` sent unless `-H` replaces it.
 pub const USER_AGENT: &str = concat!("tcpkit/", env!("CARGO_PKG_VERSION"));
