@@ -288,8 +288,12 @@ where
         }
         None => converse(conn.stream, trace, input, output, &settings, &mut stats).await,
         Some((client, name)) => {
-            let stream =
-                crate::net::tls::handshake(conn.stream, client, name, config.handshake_timeout).await?;
+            let handshake = crate::net::tls::handshake(conn.stream, client, name, config.handshake_timeout);
+            let stream = handshake.await.inspect_err(|e| {
+                if let Some(trace) = trace {
+                    trace.info(e.to_string());
+                }
+            })?;
             for line in HandshakeSummary::of(stream.get_ref().1).lines() {
                 note(&line);
                 if let Some(trace) = trace {
@@ -303,6 +307,9 @@ where
         }
     };
     let outcome = outcome.map_err(|e| e.into_error(peer, &stats));
+    if let (Some(trace), Err(e)) = (trace, &outcome) {
+        trace.info(e.to_string());
+    }
     note(&format!("closed: {} bytes sent, {} bytes received", stats.sent, stats.received));
     if let Some(trace) = trace {
         trace.info(format!("Closed: {} bytes sent, {} bytes received", stats.sent, stats.received));

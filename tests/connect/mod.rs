@@ -726,11 +726,17 @@ fn tls_to_a_plain_text_server_is_a_handshake_failure_exit_7() {
         let mut buf = [0u8; 4096];
         let _ = stream.read(&mut buf);
     });
-    let out = run(&["--tls", "-k", "127.0.0.1", &port], b"");
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace.txt");
+    let out = run(&["--tls", "-k", "--trace", trace.to_str().unwrap(), "127.0.0.1", &port], b"");
     server.join().unwrap();
     assert_eq!(out.code, Some(7), "stderr: {}", out.stderr);
     assert!(out.stderr.starts_with("tcpkit: error: TLS handshake with 127.0.0.1 failed: "), "{}", out.stderr);
     assert!(out.stdout.is_empty());
+    // The trace ends with the same reason.
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let last = text.lines().last().unwrap();
+    assert_eq!(format!("tcpkit: error: {}\n", last.strip_prefix("== Info: ").unwrap()), out.stderr);
 }
 
 /// A TLS server (rustls, an rcgen certificate for localhost) for one
