@@ -9,7 +9,7 @@ use tcpkit::cli::{Cli, Command};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
-        Command::Serve(args) => tcpkit::serve::run(args),
+        Command::Serve(args) => tcpkit::cli::serve::run(args),
         Command::Connect(args) => tcpkit::connect::run(args),
         Command::Fetch(args) => tcpkit::fetch::run(args),
         Command::Bench(args) => tcpkit::bench::run(args),

@@ -6,7 +6,7 @@
 mod bench;
 mod connect;
 mod fetch;
-mod serve;
+pub mod serve;
 
 pub use crate::log::LogFormat;
 pub use bench::{BenchArgs, Sources, Workload};
