@@ -9,9 +9,9 @@ use tcpkit::cli::{Cli, Command};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
-        Command::Serve(args) => tcpkit::cli::serve::run(args),
-        Command::Connect(args) => tcpkit::connect::run(args),
-        Command::Fetch(args) => tcpkit::fetch::run(args),
+        Command::Serve(args) => args.run(),
+        Command::Connect(args) => args.run(),
+        Command::Fetch(args) => args.run(),
         Command::Bench(args) => tcpkit::bench::run(args),
     };
     match outcome {

@@ -1,7 +1,48 @@
-//! Flags of `tcpkit connect`.
+//! Flags of `tcpkit connect`, and its process concerns: flags become a
+//! [`connect::Config`], the runtime is started here, the final error is printed
+//! here, and [`exit_code`] is the one place exit codes are chosen.
+//!
+//! Not for: behaviour. The conversation itself is [`crate::connect::run`].
+use std::io::{self, IsTerminal, Write};
 use std::net::IpAddr;
+use std::time::Duration;
 
 use clap::Args;
+
+use crate::Failure;
+use crate::connect::{self, Error};
+use crate::net::connect::{ConnectError, Family};
+
+/// Exit code for a clean close by the server.
+#[allow(dead_code, reason = "success is ExitCode::SUCCESS in main; listed for the table test")]
+pub const EXIT_OK: u8 = 0;
+/// Exit code for any failure not listed below.
+pub const EXIT_OTHER: u8 = 1;
+/// Exit code when the name does not resolve (to an address of the allowed family).
+pub const EXIT_RESOLVE: u8 = 2;
+/// Exit code when every address refused the connection.
+pub const EXIT_REFUSED: u8 = 3;
+/// Exit code for a connect timeout, an idle timeout (`-w`) or a connection
+/// that timed out while open.
+pub const EXIT_TIMED_OUT: u8 = 4;
+/// Exit code when the peer reset the connection.
+pub const EXIT_RESET: u8 = 5;
+/// Exit code when stdout cannot be written (closed pipe, full disk).
+pub const EXIT_STDOUT: u8 = 6;
+
+/// The exit code for each failure (see the `EXIT_*` constants).
+pub fn exit_code(err: &Error) -> u8 {
+    match err {
+        Error::Connect(ConnectError::Resolve { .. } | ConnectError::NoAddress { .. }) => EXIT_RESOLVE,
+        Error::Connect(ConnectError::Refused { .. }) => EXIT_REFUSED,
+        Error::Connect(ConnectError::TimedOut { .. }) | Error::Idle { .. } | Error::TimedOut { .. } => {
+            EXIT_TIMED_OUT
+        }
+        Error::Reset { .. } => EXIT_RESET,
+        Error::Stdout { .. } => EXIT_STDOUT,
+        _ => EXIT_OTHER,
+    }
+}
 
 /// Connect to HOST PORT; copy stdin to the socket and the socket to stdout.
 ///
@@ -34,15 +75,15 @@ pub struct ConnectArgs {
     pub ipv6: bool,
     /// Give up connecting after this many seconds, resolving and all addresses
     /// together (0 = wait as long as the OS does).
-    #[arg(long, value_name = "SECS", default_value_t = 10.0, value_parser = parse_secs)]
-    pub connect_timeout: f64,
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = super::duration::parse_duration)]
+    pub connect_timeout: std::time::Duration,
     /// Send each `\n` from stdin as `\r\n` (a `\r\n` already there is kept as is).
     #[arg(short = 'C', long)]
     pub crlf: bool,
     /// Close after this many seconds with no data either way, exit code 4 (0 = never).
-    #[arg(short = 'w', long = "idle-timeout", value_name = "SECS", default_value_t = 0.0,
-          value_parser = parse_secs)]
-    pub idle_timeout: f64,
+    #[arg(short = 'w', long = "idle-timeout", value_name = "SECS", default_value = "0",
+          value_parser = super::duration::parse_duration)]
+    pub idle_timeout: std::time::Duration,
     /// Connect from this local address (the port is chosen by the OS).
     #[arg(short = 's', long, value_name = "ADDR")]
     pub source: Option<IpAddr>,
@@ -59,16 +100,54 @@ pub struct ConnectArgs {
     pub verbose: bool,
 }
 
-/// A number of seconds: finite, not negative, and small enough for a `Duration`.
-fn parse_secs(s: &str) -> Result<f64, String> {
-    let secs: f64 = s.parse().map_err(|_| format!("not a number of seconds: {s:?}"))?;
-    std::time::Duration::try_from_secs_f64(secs)
-        .map(|_| secs)
-        .map_err(|_| format!("seconds must be finite and at least 0, got {s}"))
+impl ConnectArgs {
+    /// The library configuration these flags ask for; `stdin_is_terminal` ends
+    /// the session at the server's EOF (the conversation is over).
+    pub fn config(&self, stdin_is_terminal: bool) -> connect::Config {
+        // 0 means no limit (the duration parser caps huge values).
+        let secs = |d: Duration| (!d.is_zero()).then_some(d);
+        let mut config = connect::Config::new(self.host.clone(), self.port);
+        config.family = Family::from_flags(self.ipv4, self.ipv6);
+        config.connect_timeout = secs(self.connect_timeout);
+        config.idle_timeout = secs(self.idle_timeout);
+        config.source = self.source;
+        config.crlf = self.crlf;
+        config.half_close = !self.no_shutdown;
+        config.zero_io = self.zero_io;
+        config.end_on_peer_eof = stdin_is_terminal;
+        config.verbose = self.verbose;
+        config
+    }
+
+    /// Run `tcpkit connect` as a process: start the runtime, converse on
+    /// stdin/stdout, print the final error once (best effort) and give the exit code.
+    pub fn run(self) -> Result<(), Failure> {
+        let config = self.config(io::stdin().is_terminal());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| fail(EXIT_OTHER, &format!("starting the runtime: {e}")))?;
+        let io = connect::Io { input: tokio::io::stdin(), output: tokio::io::stdout(), diag: io::stderr() };
+        let outcome = rt.block_on(connect::run(&config, io));
+        // A read of stdin may still be blocked in the runtime's thread pool (the
+        // server closed first); waiting for it would hang until the user types.
+        rt.shutdown_background();
+        match outcome {
+            Ok(_) => Ok(()),
+            Err(err) => Err(fail(exit_code(&err), &err.to_string())),
+        }
+    }
+}
+
+/// Print `tcpkit: error: MESSAGE` (a closed stderr leaves only the code to tell).
+fn fail(code: u8, message: &str) -> Failure {
+    let _ = writeln!(io::stderr(), "tcpkit: error: {message}");
+    Failure::silent(code)
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
     use crate::cli::{Cli, Command};
     use clap::Parser;
 
@@ -85,7 +164,7 @@ mod tests {
         let Command::Connect(a) = cli.command else { panic!("not connect") };
         assert_eq!((a.host.as_str(), a.port), ("::1", 9999));
         assert!(a.ipv6 && a.crlf && !a.ipv4);
-        assert_eq!(a.idle_timeout, 2.0);
+        assert_eq!(a.idle_timeout, std::time::Duration::from_secs(2));
     }
 
     #[test]
@@ -96,7 +175,10 @@ mod tests {
     #[test]
     fn defaults_are_ten_second_connect_timeout_and_no_idle_timeout() {
         let a = parse(&["example.com", "80"]).unwrap();
-        assert_eq!((a.connect_timeout, a.idle_timeout), (10.0, 0.0));
+        assert_eq!(
+            (a.connect_timeout, a.idle_timeout),
+            (std::time::Duration::from_secs(10), std::time::Duration::ZERO)
+        );
         assert!(!a.crlf && !a.zero_io && !a.no_shutdown && !a.verbose && a.source.is_none());
     }
 
@@ -108,20 +190,25 @@ mod tests {
         let a = parse(&["-z", "-s", "127.0.0.2", "-v", "--connect-timeout", "0.5", "h", "7"]).unwrap();
         assert!(a.zero_io && a.verbose);
         assert_eq!(a.source, Some("127.0.0.2".parse().unwrap()));
-        assert_eq!(a.connect_timeout, 0.5);
+        assert_eq!(a.connect_timeout, std::time::Duration::from_millis(500));
     }
 
     #[test]
-    fn negative_nan_and_huge_seconds_are_rejected() {
-        for bad in ["-1", "NaN", "inf", "1e300", "soon"] {
+    fn negative_and_nan_seconds_are_rejected_and_huge_ones_capped() {
+        for bad in ["-1", "NaN", "inf", "soon"] {
             assert!(parse(&["-w", bad, "h", "1"]).is_err(), "-w {bad}");
             assert!(parse(&["--connect-timeout", bad, "h", "1"]).is_err(), "--connect-timeout {bad}");
         }
+        let a = parse(&["-w", "1.8e19", "--connect-timeout", "1e300", "h", "1"]).unwrap();
+        assert_eq!(
+            (a.idle_timeout, a.connect_timeout),
+            (crate::cli::duration::MAX, crate::cli::duration::MAX)
+        );
     }
 
     #[test]
     fn help_states_the_exit_codes_the_command_uses() {
-        use crate::connect::*;
+        use super::*;
         use clap::CommandFactory;
         let mut cli = Cli::command();
         let help = cli.find_subcommand_mut("connect").unwrap().render_help().to_string().replace('\n', " ");
@@ -136,6 +223,79 @@ mod tests {
         ] {
             assert!(help.contains(&format!("{code} {meaning}")), "help lacks `{code} {meaning}`:\n{help}");
         }
+    }
+
+    /// Every code of README's exit-code table for `tcpkit connect`, and an
+    /// error that yields it.
+    #[test]
+    fn exit_code_table_matches_the_readme() {
+        use super::*;
+        use std::net::SocketAddr;
+        let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let secs = Duration::from_secs(1);
+        let cases: Vec<(Error, u8)> = vec![
+            (Error::Stdin(io::ErrorKind::InvalidData.into()), EXIT_OTHER),
+            (Error::Socket { peer, source: io::ErrorKind::InvalidData.into() }, EXIT_OTHER),
+            (
+                Error::Connect(ConnectError::Other {
+                    addr: peer,
+                    source: io::ErrorKind::AddrNotAvailable.into(),
+                }),
+                EXIT_OTHER,
+            ),
+            (
+                Error::Connect(ConnectError::Resolve {
+                    host: "h".into(),
+                    source: io::ErrorKind::NotFound.into(),
+                }),
+                EXIT_RESOLVE,
+            ),
+            (Error::Connect(ConnectError::NoAddress { host: "h".into(), family: "IPv4" }), EXIT_RESOLVE),
+            (Error::Connect(ConnectError::Refused { addr: peer }), EXIT_REFUSED),
+            (
+                Error::Connect(ConnectError::TimedOut { host: "h".into(), port: 1, after: secs }),
+                EXIT_TIMED_OUT,
+            ),
+            (Error::Idle { after: secs }, EXIT_TIMED_OUT),
+            (Error::TimedOut { peer, received: 0 }, EXIT_TIMED_OUT),
+            (Error::Reset { peer, received: 0 }, EXIT_RESET),
+            (Error::Stdout { source: io::ErrorKind::BrokenPipe.into(), written: 0 }, EXIT_STDOUT),
+        ];
+        for (err, code) in &cases {
+            assert_eq!(exit_code(err), *code, "{err}");
+        }
+        // The README's table (the rows after `**Exit codes.**` in the connect
+        // section) lists exactly 0 and the codes above.
+        let readme = include_str!("../../README.md");
+        let section = &readme[readme.find("## tcpkit connect").unwrap()..];
+        let table = &section[section.find("**Exit codes.**").unwrap()..];
+        let mut documented: Vec<u8> = table
+            .lines()
+            .skip_while(|l| !l.starts_with("| code"))
+            .skip(2)
+            .take_while(|l| l.starts_with('|'))
+            .map(|l| l.trim_start_matches('|').split('|').next().unwrap().trim().parse().unwrap())
+            .collect();
+        documented.sort_unstable();
+        let mut tested: Vec<u8> = cases.iter().map(|(_, c)| *c).chain([EXIT_OK]).collect();
+        tested.sort_unstable();
+        tested.dedup();
+        assert_eq!(documented, tested);
+    }
+
+    #[test]
+    fn flags_become_the_library_config() {
+        let a =
+            parse(&["-4", "-w", "1.5", "--connect-timeout", "0", "--no-shutdown", "-C", "h", "7"]).unwrap();
+        let c = a.config(true);
+        assert_eq!(c.family, Family::V4);
+        assert_eq!(c.idle_timeout, Some(Duration::from_millis(1500)));
+        assert_eq!(c.connect_timeout, None);
+        assert!(!c.half_close && c.crlf && c.end_on_peer_eof);
+        let d = parse(&["h", "7"]).unwrap().config(false);
+        assert_eq!(d.connect_timeout, Some(connect::DEFAULT_CONNECT_TIMEOUT));
+        assert_eq!(d.idle_timeout, connect::DEFAULT_IDLE_TIMEOUT);
+        assert!(d.half_close && !d.end_on_peer_eof);
     }
 
     #[test]

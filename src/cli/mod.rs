@@ -5,8 +5,9 @@
 
 mod bench;
 mod connect;
+pub mod duration;
 mod fetch;
-pub mod serve;
+mod serve;
 
 pub use crate::log::LogFormat;
 pub use bench::{BenchArgs, Sources, Workload};

@@ -65,14 +65,16 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N")]
     pub max_connections: Option<usize>,
 
-    /// Close a connection after this many seconds without a byte from the client
-    /// (0 = never).
-    #[arg(long, value_name = "SECS", default_value_t = serve::DEFAULT_IDLE_TIMEOUT_SECS)]
-    pub idle_timeout: u64,
+    /// Close a connection after this long without a byte from the client
+    /// (0 = never). Seconds, or with a unit: 500ms, 2m, 1h.
+    #[arg(long, value_name = "SECS", default_value = serve::DEFAULT_IDLE_TIMEOUT,
+          value_parser = super::duration::parse_duration)]
+    pub idle_timeout: Duration,
 
     /// On SIGINT/SIGTERM, how long to finish owed replies before closing anyway.
-    #[arg(long, value_name = "SECS", default_value_t = serve::DEFAULT_SHUTDOWN_TIMEOUT_SECS)]
-    pub shutdown_timeout: u64,
+    #[arg(long, value_name = "SECS", default_value = serve::DEFAULT_SHUTDOWN_TIMEOUT,
+          value_parser = super::duration::parse_duration)]
+    pub shutdown_timeout: Duration,
 
     /// Worker threads (0 = one per core, at most 1024). On a machine shared with
     /// the load generator, `--threads 1` spends the least CPU per reply.
@@ -96,7 +98,6 @@ pub struct ServeArgs {
 impl ServeArgs {
     /// The server configuration the flags ask for.
     pub fn config(&self) -> Config {
-        let secs = |s: u64| Duration::from_secs(s).min(serve::MAX_TIMEOUT);
         Config {
             listen: self.listen.clone(),
             backlog: self.backlog,
@@ -105,8 +106,8 @@ impl ServeArgs {
             max_reply: self.max_reply,
             input_budget: self.input_budget,
             max_connections: self.max_connections,
-            idle_timeout: (self.idle_timeout > 0).then(|| secs(self.idle_timeout)),
-            shutdown_timeout: secs(self.shutdown_timeout),
+            idle_timeout: (!self.idle_timeout.is_zero()).then_some(self.idle_timeout),
+            shutdown_timeout: self.shutdown_timeout,
             threads: self.threads,
         }
     }
@@ -117,8 +118,14 @@ const EXIT_START: u8 = 1;
 /// Exit code on a second signal (128 + SIGINT, as shells report an interrupt).
 const EXIT_SECOND_SIGNAL: i32 = 130;
 
-/// `tcpkit serve`: log set-up, bind, serve until a signal.
-pub fn run(args: ServeArgs) -> Result<(), Failure> {
+impl ServeArgs {
+    /// `tcpkit serve`: log set-up, bind, serve until a signal.
+    pub fn run(self) -> Result<(), Failure> {
+        run(self)
+    }
+}
+
+fn run(args: ServeArgs) -> Result<(), Failure> {
     crate::log::init(args.quiet, args.verbose, args.log_format);
     let config = args.config();
     let fail = |e: &dyn std::fmt::Display| Failure::new(EXIT_START, e.to_string());
@@ -207,8 +214,8 @@ mod tests {
         assert_eq!(a.quit, "exit");
         assert_eq!(a.max_line, 65536);
         assert_eq!(a.backlog, 1024);
-        assert_eq!(a.idle_timeout, 300);
-        assert_eq!(a.shutdown_timeout, 10);
+        assert_eq!(a.idle_timeout, std::time::Duration::from_secs(300));
+        assert_eq!(a.shutdown_timeout, std::time::Duration::from_secs(10));
         assert_eq!(a.max_connections, None);
         // The library's defaults and the flags' are the same constants.
         let (from_flags, library) = (a.config(), crate::serve::Config::default());

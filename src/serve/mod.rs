@@ -83,10 +83,10 @@ pub const DEFAULT_MAX_LINE: usize = 64 * 1024;
 pub const DEFAULT_MAX_REPLY: usize = 1024 * 1024;
 /// Default server-wide budget for partial lines held in memory.
 pub const DEFAULT_INPUT_BUDGET: usize = 256 * 1024 * 1024;
-/// Default idle timeout, in seconds (0 = never).
-pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 300;
-/// Default bound on graceful shutdown, in seconds.
-pub const DEFAULT_SHUTDOWN_TIMEOUT_SECS: u64 = 10;
+/// Default idle timeout, in seconds (0 = never), as the flag reads it.
+pub const DEFAULT_IDLE_TIMEOUT: &str = "300";
+/// Default bound on graceful shutdown, in seconds, as the flag reads it.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: &str = "10";
 /// Default worker threads: 0 means one per core.
 pub const DEFAULT_THREADS: usize = 0;
 /// Most worker threads accepted.
@@ -138,11 +138,16 @@ impl Default for Config {
             max_reply: DEFAULT_MAX_REPLY,
             input_budget: DEFAULT_INPUT_BUDGET,
             max_connections: None,
-            idle_timeout: Some(Duration::from_secs(DEFAULT_IDLE_TIMEOUT_SECS)),
-            shutdown_timeout: Duration::from_secs(DEFAULT_SHUTDOWN_TIMEOUT_SECS),
+            idle_timeout: Some(seconds(DEFAULT_IDLE_TIMEOUT)),
+            shutdown_timeout: seconds(DEFAULT_SHUTDOWN_TIMEOUT),
             threads: 1,
         }
     }
+}
+
+/// A whole number of seconds written as text (the defaults above).
+fn seconds(text: &str) -> Duration {
+    Duration::from_secs(text.parse().unwrap_or(0))
 }
 
 /// Why the server could not start or run.
