@@ -9,7 +9,7 @@ use tcpkit::cli::{Cli, Command};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
-        Command::Serve(args) => tcpkit::serve::run(args),
+        Command::Serve(args) => args.run(),
         Command::Connect(args) => args.run(),
         Command::Fetch(args) => args.run(),
         Command::Bench(args) => tcpkit::bench::run(args),

@@ -65,6 +65,10 @@ impl Protocol {
 /// The line sent to a client over `--max-connections`.
 pub const BUSY: &[u8] = b"ERR server busy\n";
 
+/// The line sent before closing a connection whose partial line the
+/// server-wide input budget (`--input-budget`) cannot hold.
+pub const INPUT_BUDGET: &[u8] = b"ERR server busy: input budget exhausted\n";
+
 /// The line sent before closing on an over-long line.
 pub fn line_too_long(limit: usize) -> Vec<u8> {
     format!("ERR line too long (limit {limit} bytes)\n").into_bytes()
