@@ -108,8 +108,10 @@ impl Metrics {
                 .map(|v| String::from_utf8_lossy(v).into_owned())
                 .unwrap_or_default()
         };
-        let redirect_url = match (cfg.follow, head) {
-            (false, Some(h)) if policy::is_redirect(h.status) => self
+        // Set whenever the last response is a redirect: not followed (no -L), or
+        // stopped by max_redirs.
+        let redirect_url = match head {
+            Some(h) if policy::is_redirect(h.status) => self
                 .current_url
                 .as_ref()
                 .and_then(|u| u.join(&text("location")).ok())

@@ -148,6 +148,10 @@ pub fn build_headers(url: &Url, plan: &HeaderPlan<'_>) -> Vec<(String, String)> 
         match edit {
             HeaderEdit::Set(name, _) | HeaderEdit::Remove(name)
                 if !plan.credentials && ORIGIN_BOUND.contains(&name.to_ascii_lowercase().as_str()) => {}
+            // A request has one Host: the first given wins, as in curl.
+            HeaderEdit::Set(name, _)
+                if name.eq_ignore_ascii_case("host")
+                    && headers.iter().any(|(n, _, default)| !*default && n.eq_ignore_ascii_case("host")) => {}
             HeaderEdit::Set(name, value) => {
                 // The first user header of a name replaces the default in place;
                 // later ones of the same name are added (curl sends them all).
