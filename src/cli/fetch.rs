@@ -233,6 +233,19 @@ impl FetchArgs {
         Ok(cfg)
     }
 
+    /// The `-w` format: as given, or `@FILE` (`@-`: stdin) read from a file, as curl.
+    fn write_out_format(&self) -> Result<Option<String>, FetchError> {
+        let Some(format) = &self.write_out else { return Ok(None) };
+        let Some(path) = format.strip_prefix('@') else { return Ok(Some(format.clone())) };
+        let text = if path == "-" {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).map(|_| text)
+        } else {
+            std::fs::read_to_string(path)
+        };
+        text.map(Some).map_err(|source| FetchError::ReadFile { path: path.into(), source })
+    }
+
     /// The `-H` edits: `Name: value` arguments, and `@FILE` (`@-`: stdin) for one
     /// header per line of a file, as curl reads them.
     fn header_edits(&self) -> Result<Vec<HeaderEdit>, FetchError> {
@@ -296,6 +309,7 @@ impl FetchArgs {
             if show_errors { Failure::new(code, format!("{e}{hint}")) } else { Failure::silent(code) }
         };
         let cfg = self.config().map_err(|e| failure(&e, String::new()))?;
+        let write_out = self.write_out_format().map_err(|e| failure(&e, String::new()))?;
         let outcome = fetch::Client::new(cfg.clone()).run();
         let hint = match &outcome.partial {
             // Decoded bytes cannot be resumed: `-C -` refuses --compressed.
@@ -310,16 +324,23 @@ impl FetchArgs {
         if self.timing {
             to_stderr(&timing::render(&outcome.metrics.hops));
         }
-        if let Some(format) = &self.write_out {
+        if let Some(format) = &write_out {
             let mut vars = outcome.metrics.write_out_vars(&cfg, &outcome.result);
             vars.exitcode = outcome.result.as_ref().err().map_or(0, exit_code);
-            let (text, warnings) = writeout::render_with_warnings(format, &vars);
+            let (pieces, warnings) = writeout::render_targets(format, &vars);
             for w in warnings.iter().filter(|_| show_errors) {
                 to_stderr(&format!("tcpkit: warning: {w}\n"));
             }
             // A closed stdout is reported by the transfer itself; -w adds nothing to it.
-            let _ = std::io::stdout().write_all(text.as_bytes());
-            let _ = std::io::stdout().flush();
+            for (target, text) in pieces {
+                match target {
+                    writeout::Target::Stdout => {
+                        let _ = std::io::stdout().write_all(text.as_bytes());
+                        let _ = std::io::stdout().flush();
+                    }
+                    writeout::Target::Stderr => to_stderr(&text),
+                }
+            }
         }
         outcome.result.map_err(|e| failure(&e, hint))
     }

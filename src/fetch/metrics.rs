@@ -152,6 +152,14 @@ impl Metrics {
             filename_effective: cfg.output.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
             exitcode: 0,
             errormsg: result.as_ref().err().map(ToString::to_string).unwrap_or_default(),
+            headers: head
+                .map(|h| {
+                    h.headers
+                        .iter()
+                        .map(|(n, v)| (n.clone(), String::from_utf8_lossy(v).into_owned()))
+                        .collect()
+                })
+                .unwrap_or_default(),
         }
     }
 }

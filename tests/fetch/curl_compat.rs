@@ -177,3 +177,27 @@ fn redirect_url_is_set_when_max_redirs_stops_following() {
     assert_eq!(code, 47, "{stderr}");
     assert_eq!(stdout, format!("http://{}/r3", server.addr));
 }
+
+#[test]
+fn write_out_has_header_values_header_json_url_and_stderr_switching() {
+    let server = reply(b"HTTP/1.1 200 OK\r\nX-A: 1\r\nx-a: 2\r\nContent-Length: 2\r\n\r\nok");
+    let url = server.url("/p");
+    let format = "[%header{X-A}] %{url}%{stderr}%{header_json}%{stdout}|%{num_headers}";
+    let out = fetch(&["-w", format, &url]);
+    let (code, stdout, stderr) = parts(&out);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, format!("ok[1, 2] {url}|3"));
+    assert_eq!(stderr, r#"{"content-length":["2"],"x-a":["1","2"]}"#);
+}
+
+#[test]
+fn write_out_format_is_read_from_a_file_with_w_at() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("format.txt");
+    std::fs::write(&file, "code %{http_code}\\n").unwrap();
+    let server = reply(OK);
+    let out = fetch(&["-w", &format!("@{}", file.display()), &server.url("/")]);
+    assert_eq!(out.stdout, b"okcode 200\n", "{}", parts(&out).2);
+    let (code, _, stderr) = parts(&fetch(&["-w", "@/nonexistent/format", &server.url("/")]));
+    assert_eq!(code, 26, "{stderr}");
+}
