@@ -73,6 +73,11 @@ pub struct FetchArgs {
     #[arg(short = 'H', long = "header", value_name = "HEADER")]
     pub header: Vec<String>,
 
+    /// Send USER:PASSWORD as Basic auth to the URL's host (never prompts: a user
+    /// without `:PASSWORD` is an error).
+    #[arg(short = 'u', long = "user", value_name = "USER:PASSWORD")]
+    pub user: Option<String>,
+
     /// Follow redirects (301, 302, 303, 307, 308).
     #[arg(short = 'L', long = "location")]
     pub location: bool,
@@ -200,7 +205,13 @@ impl FetchArgs {
             Some("-") => true,
             Some(other) => return Err(FetchError::Usage(format!("-C {other}: only `-C -` is supported"))),
         };
+        if self.user.as_deref().is_some_and(|u| !u.contains(':')) {
+            return Err(FetchError::Usage(
+                "-u USER without :PASSWORD: tcpkit never prompts; give -u USER:PASSWORD".into(),
+            ));
+        }
         let mut cfg = Config::new(url);
+        cfg.user = self.user.clone();
         cfg.method = method;
         // Both -d and --data-binary are forms unless -H says otherwise, as in curl.
         cfg.form = body.is_some();

@@ -197,6 +197,7 @@ impl<'a> Transfer<'a> {
             form: cfg.form,
             edits: &cfg.edits,
             credentials: policy::same_origin(&cfg.url, url),
+            user: cfg.user.as_deref(),
         };
         let headers = policy::build_headers(url, &plan);
         let target = policy::target(url);

@@ -201,3 +201,16 @@ fn write_out_format_is_read_from_a_file_with_w_at() {
     let (code, _, stderr) = parts(&fetch(&["-w", "@/nonexistent/format", &server.url("/")]));
     assert_eq!(code, 26, "{stderr}");
 }
+
+#[test]
+fn user_flag_sends_basic_auth_to_its_origin_and_never_prompts() {
+    let server = reply(OK);
+    let url = format!("http://url:userinfo@{}/", server.addr);
+    let out = fetch(&["-u", "alice:s:e:cret", &url]);
+    assert_eq!(out.status.code(), Some(0), "{}", parts(&out).2);
+    // base64("alice:s:e:cret"): -u wins over the URL's userinfo, as in curl.
+    assert!(first_request(&server).contains("Authorization: Basic YWxpY2U6czplOmNyZXQ=\r\n"));
+    let (code, _, stderr) = parts(&fetch(&["-u", "alice", &server.url("/")]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("never prompts"), "{stderr}");
+}
