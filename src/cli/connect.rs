@@ -13,6 +13,7 @@ use clap::Args;
 use crate::Failure;
 use crate::connect::{self, Error};
 use crate::net::connect::{ConnectError, Family};
+use crate::net::proxy::{self, Tlv};
 use crate::net::tls::{ClientSettings, HandshakeError, TlsVersion};
 use crate::net::trace::{self, Format, Trace, TraceWriter};
 
@@ -159,6 +160,50 @@ pub struct ConnectArgs {
     /// Start each --trace/--trace-ascii event with the time of day (UTC, microseconds).
     #[arg(long, requires = "tracing", help_heading = "Traces")]
     pub trace_time: bool,
+
+    /// Send a PROXY protocol header of this version first (before TLS), as a
+    /// load balancer does: `v1` (text) or `v2` (binary).
+    #[arg(long, value_name = "v1|v2", help_heading = "PROXY protocol")]
+    pub proxy_header: Option<proxy::Version>,
+    /// The client address the header claims, `ADDR` or `ADDR:PORT`
+    /// (`[ADDR]:PORT` for IPv6) [default: the connection's local address; without
+    /// PORT, its local port].
+    #[arg(long, value_name = "ADDR[:PORT]", requires = "proxy_header", value_parser = parse_proxy_source,
+          help_heading = "PROXY protocol")]
+    pub proxy_source: Option<std::net::SocketAddr>,
+    /// Send no addresses: v1 `PROXY UNKNOWN`, v2 `LOCAL` (a balancer's health check).
+    #[arg(long, requires = "proxy_header", conflicts_with = "proxy_source", help_heading = "PROXY protocol")]
+    pub proxy_local: bool,
+    /// v2 only: an AUTHORITY TLV with this host name.
+    #[arg(long, value_name = "NAME", requires = "proxy_header", value_parser = parse_authority,
+          help_heading = "PROXY protocol")]
+    pub proxy_authority: Option<Tlv>,
+    /// v2 only: a UNIQUE_ID TLV with this id (at most 128 bytes).
+    #[arg(long, value_name = "ID", requires = "proxy_header", value_parser = parse_unique_id,
+          help_heading = "PROXY protocol")]
+    pub proxy_unique_id: Option<Tlv>,
+}
+
+/// `ADDR` (port 0: keep the connection's local port) or `ADDR:PORT`, `[ADDR]:PORT`.
+fn parse_proxy_source(s: &str) -> Result<std::net::SocketAddr, String> {
+    if let Ok(addr) = s.parse::<std::net::SocketAddr>() {
+        if addr.port() == 0 {
+            return Err("port 0 is not a client port (leave PORT out to keep the local port)".into());
+        }
+        return Ok(addr);
+    }
+    let ip = s.strip_prefix('[').and_then(|r| r.strip_suffix(']')).unwrap_or(s);
+    ip.parse::<IpAddr>()
+        .map(|ip| std::net::SocketAddr::new(ip, 0))
+        .map_err(|_| "expected ADDR, ADDR:PORT or [IPv6]:PORT".to_string())
+}
+
+fn parse_authority(s: &str) -> Result<Tlv, proxy::ProxyError> {
+    Tlv::authority(s)
+}
+
+fn parse_unique_id(s: &str) -> Result<Tlv, proxy::ProxyError> {
+    Tlv::unique_id(s.as_bytes())
 }
 
 impl ConnectArgs {
@@ -187,6 +232,13 @@ impl ConnectArgs {
         });
         config.tls_name = self.sni.clone();
         config.handshake_timeout = secs(self.handshake_timeout);
+        config.proxy = self.proxy_header.map(|version| {
+            let mut p = connect::ProxyHeader::new(version);
+            p.source = self.proxy_source;
+            p.local = self.proxy_local;
+            p.tlvs = [&self.proxy_authority, &self.proxy_unique_id].into_iter().flatten().cloned().collect();
+            p
+        });
         config
     }
 
@@ -379,6 +431,7 @@ mod tests {
             (Error::Tls(HandshakeError::Failed { name: "h".into(), reason: "alert".into() }), EXIT_TLS),
             (Error::Tls(HandshakeError::BadName { name: "h".into(), reason: "bad".into() }), EXIT_OTHER),
             (Error::TlsConfig(crate::net::tls::TlsError::Pem("no key".into())), EXIT_OTHER),
+            (Error::Proxy(proxy::ProxyError::TlvInV1), EXIT_OTHER),
             (
                 Error::Tls(HandshakeError::Certificate {
                     name: "h".into(),
@@ -482,6 +535,51 @@ mod tests {
         assert_eq!((path.to_str(), opts.format, opts.time), (Some("t.txt"), Format::CurlAscii, true));
         let a = parse(&["--hex-dump", "d.txt", "h", "1"]).unwrap();
         assert_eq!(a.trace_target().unwrap().1.format, Format::HexDump);
+    }
+
+    #[test]
+    fn proxy_flags_become_the_header_settings() {
+        let c = parse(&[
+            "--proxy-header",
+            "v2",
+            "--proxy-source",
+            "[2001:db8::7]:4000",
+            "--proxy-authority",
+            "example.com",
+            "--proxy-unique-id",
+            "abc",
+            "h",
+            "1",
+        ])
+        .unwrap()
+        .config(false);
+        let p = c.proxy.unwrap();
+        assert_eq!(p.version, proxy::Version::V2);
+        assert_eq!(p.source, Some("[2001:db8::7]:4000".parse().unwrap()));
+        assert!(!p.local);
+        assert_eq!(p.tlvs, [Tlv::authority("example.com").unwrap(), Tlv::unique_id(b"abc").unwrap()]);
+        // Without a port, port 0 stands for the connection's own.
+        let a = parse(&["--proxy-header", "v1", "--proxy-source", "203.0.113.7", "h", "1"]).unwrap();
+        assert_eq!(a.config(false).proxy.unwrap().source, Some("203.0.113.7:0".parse().unwrap()));
+        let a = parse(&["--proxy-header", "v1", "--proxy-local", "h", "1"]).unwrap();
+        assert!(a.config(false).proxy.unwrap().local);
+        assert!(parse(&["h", "1"]).unwrap().config(false).proxy.is_none());
+    }
+
+    #[test]
+    fn bad_proxy_flags_are_refused_by_the_parser() {
+        for flags in [
+            &["--proxy-header", "v3"][..],
+            &["--proxy-source", "10.0.0.1:5"],
+            &["--proxy-local"],
+            &["--proxy-header", "v1", "--proxy-local", "--proxy-source", "10.0.0.1"],
+            &["--proxy-header", "v1", "--proxy-source", "10.0.0.1:0"],
+            &["--proxy-header", "v1", "--proxy-source", "example.com:80"],
+            &["--proxy-header", "v2", "--proxy-unique-id", &"x".repeat(129)],
+        ] {
+            let args: Vec<&str> = flags.iter().copied().chain(["h", "1"]).collect();
+            assert!(parse(&args).is_err(), "{flags:?}");
+        }
     }
 
     #[test]

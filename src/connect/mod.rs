@@ -42,7 +42,9 @@
 //! ```
 //!
 //! With [`Config::tls`] the conversation runs over TLS (verified by default);
-//! with [`Config::trace`] every byte both ways is recorded, after TLS.
+//! with [`Config::trace`] every byte both ways is recorded, after TLS. With
+//! [`Config::proxy`] a PROXY protocol header ([`crate::net::proxy`]) is sent
+//! first, before TLS, as a load balancer would.
 //!
 //! Not for: listening, UDP, process concerns (exit codes, signals, printing
 //! errors), or interpreting the bytes in any way.
@@ -54,6 +56,7 @@ use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::net::connect::{ConnectError, ConnectOptions, Family, connect};
+use crate::net::proxy::{self, ProxyError, Tlv};
 use crate::net::tls::{ClientSettings, HandshakeError, HandshakeSummary, TlsError};
 use crate::net::trace::{Tap, Trace};
 use crate::net::{IoClass, classify};
@@ -106,6 +109,48 @@ pub struct Config {
     /// Record every byte both ways (after TLS: the plaintext), the 4-tuple,
     /// the handshake and the half-closes. See [`crate::net::trace`].
     pub trace: Option<Trace>,
+    /// Send this PROXY protocol header first (before TLS; not counted in
+    /// [`Stats::sent`]), even with [`Config::zero_io`], as a balancer's health check does.
+    pub proxy: Option<ProxyHeader>,
+}
+
+/// The PROXY protocol header [`run`] sends: its addresses are the real
+/// connection's unless [`ProxyHeader::source`] says otherwise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ProxyHeader {
+    /// v1 text or v2 binary.
+    pub version: proxy::Version,
+    /// The client the header claims to stand for; `None`: the connection's
+    /// own local address. A port of 0 keeps the connection's local port.
+    pub source: Option<SocketAddr>,
+    /// Send no addresses: v1 `UNKNOWN`, v2 `LOCAL` (the receiver keeps the real ones).
+    pub local: bool,
+    /// v2 TLVs, in this order (`AUTHORITY`, `UNIQUE_ID`...).
+    pub tlvs: Vec<Tlv>,
+}
+
+impl ProxyHeader {
+    /// A header of `version` with the connection's real addresses and no TLVs.
+    pub fn new(version: proxy::Version) -> ProxyHeader {
+        ProxyHeader { version, source: None, local: false, tlvs: Vec::new() }
+    }
+
+    /// The header for a connection from `local` to `peer`.
+    pub fn header(&self, local: SocketAddr, peer: SocketAddr) -> proxy::Header {
+        let mut header = if self.local {
+            proxy::Header::local(self.version)
+        } else {
+            let source = match self.source {
+                Some(s) if s.port() == 0 => SocketAddr::new(s.ip(), local.port()),
+                Some(s) => s,
+                None => local,
+            };
+            proxy::Header::proxy(self.version, source, peer)
+        };
+        header.tlvs.clone_from(&self.tlvs);
+        header
+    }
 }
 
 impl Config {
@@ -127,6 +172,7 @@ impl Config {
             tls_name: None,
             handshake_timeout: Some(DEFAULT_HANDSHAKE_TIMEOUT),
             trace: None,
+            proxy: None,
         }
     }
 }
@@ -210,6 +256,9 @@ pub enum Error {
         /// Bytes written to the output before the failure.
         written: u64,
     },
+    /// The PROXY header asked for cannot be built (TLVs in v1, too long).
+    #[error(transparent)]
+    Proxy(#[from] ProxyError),
 }
 
 impl SessionError {
@@ -260,7 +309,12 @@ where
         }
         None => None,
     };
-    let conn = connect(&config.host, config.port, &opts).await?;
+    if let Some(p) = &config.proxy {
+        // Only the TLVs and the version can make a header fail: check them before connecting.
+        let any = SocketAddr::from(([0, 0, 0, 0], 0));
+        p.header(any, any).encode()?;
+    }
+    let mut conn = connect(&config.host, config.port, &opts).await?;
     let (peer, local) = (conn.peer, conn.local);
     note(&format!(
         "connected to {peer} from {local} (resolve {:.1} ms, connect {:.1} ms)",
@@ -278,6 +332,25 @@ where
         idle: config.idle_timeout,
     };
     let mut stats = Stats::default();
+    if let Some(p) = &config.proxy {
+        use tokio::io::AsyncWriteExt;
+        let header = p.header(local, peer);
+        let bytes = header.encode()?;
+        // A few dozen bytes on a fresh socket: they fit its send buffer at once.
+        let sent = conn.stream.write_all(&bytes).await;
+        if let Err(e) = sent {
+            let err = SessionError::Socket(e).into_error(peer, &stats);
+            if let Some(trace) = trace {
+                trace.info(err.to_string());
+            }
+            return Err(err);
+        }
+        let line = format!("sent {header} header ({} bytes)", bytes.len());
+        note(&line);
+        if let Some(trace) = trace {
+            trace.info(format!("Sent {header} header ({} bytes)", bytes.len()));
+        }
+    }
     let outcome = match tls {
         None if config.zero_io => return Ok(stats),
         None if trace.is_none() => {

@@ -12,6 +12,7 @@ use crate::util::{ServeProcess, tcpkit};
 
 #[cfg(feature = "interop")]
 mod interop;
+mod proxy;
 
 /// Bound on any one blocking step of a test: a broken client or server fails
 /// the test instead of hanging it. Never an assertion about speed.
