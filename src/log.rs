@@ -3,6 +3,15 @@ use tracing_subscriber::EnvFilter;
 
 use crate::cli::LogFormat;
 
+/// Whether log lines carry colour codes, as the caller decided (`--color`,
+/// `NO_COLOR`); unset, colour only for a terminal.
+static ANSI: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// Decide once, before [`init`], whether log lines are coloured.
+pub fn set_ansi(on: bool) {
+    let _ = ANSI.set(on);
+}
+
 /// Install the global subscriber: `RUST_LOG` wins, else `quiet` gives warnings
 /// only and each `verbose` step one more level below info. Calling it twice is
 /// harmless (the second call does nothing).
@@ -19,7 +28,9 @@ pub fn init(quiet: bool, verbose: u8, format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(
+            ANSI.get().copied().unwrap_or_else(|| std::io::IsTerminal::is_terminal(&std::io::stderr())),
+        )
         .with_target(false);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
