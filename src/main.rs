@@ -12,7 +12,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => tcpkit::serve::run(args),
         Command::Connect(args) => tcpkit::connect::run(args),
         Command::Fetch(args) => tcpkit::fetch::run(args),
-        Command::Bench(args) => tcpkit::bench::run(args),
+        Command::Bench(args) => tcpkit::cli::bench::run(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,7 +1,7 @@
 //! The result of a run and its three forms: a text report, one JSON object, and
 //! an SVG chart (latency by percentile beside throughput per second, plotters).
 //!
-//! Not for: measuring. Everything here is computed from an [`Outcome`].
+//! Not for: measuring. Everything here is computed from an [`Report`].
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -12,11 +12,12 @@ use serde_json::json;
 
 use super::conn::ErrorLog;
 use super::stats::{Stats, rate};
-use crate::cli::Workload;
+use super::workload::Workload;
 
 /// What a run did.
 #[derive(Debug)]
-pub struct Outcome {
+#[non_exhaustive]
+pub struct Report {
     /// The workload.
     pub workload: Workload,
     /// The server.
@@ -45,7 +46,31 @@ pub struct Outcome {
     pub verified_total: u64,
 }
 
-impl Outcome {
+impl Report {
+    /// 2000 replies over 2 s to 4 connections, with `errors`.
+    #[cfg(test)]
+    pub(crate) fn for_tests(errors: ErrorLog) -> Report {
+        let mut stats = Stats::new();
+        for i in 0..2000u64 {
+            stats.record(Duration::from_micros(100 + i % 50), Duration::from_millis(i));
+        }
+        Report {
+            workload: Workload::Hello,
+            addr: "127.0.0.1:9".parse().unwrap(),
+            connections: 4,
+            established: 4,
+            connect_failed: 0,
+            held: 0,
+            rate: None,
+            pipeline: 1,
+            warmup: Duration::ZERO,
+            window: Duration::from_secs(2),
+            stats,
+            errors,
+            verified_total: 2000,
+        }
+    }
+
     /// Measured verified replies (sessions for churn) per second.
     pub fn throughput(&self) -> f64 {
         rate(self.stats.count(), self.window)
@@ -242,28 +267,10 @@ pub fn us(v: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::verify::BenchError;
+    use crate::bench::verify::ConnError;
 
-    fn outcome(errors: ErrorLog) -> Outcome {
-        let mut stats = Stats::new();
-        for i in 0..2000u64 {
-            stats.record(Duration::from_micros(100 + i % 50), Duration::from_millis(i));
-        }
-        Outcome {
-            workload: Workload::Hello,
-            addr: "127.0.0.1:9".parse().unwrap(),
-            connections: 4,
-            established: 4,
-            connect_failed: 0,
-            held: 0,
-            rate: None,
-            pipeline: 1,
-            warmup: Duration::ZERO,
-            window: Duration::from_secs(2),
-            stats,
-            errors,
-            verified_total: 2000,
-        }
+    fn outcome(errors: ErrorLog) -> Report {
+        Report::for_tests(errors)
     }
 
     #[test]
@@ -288,13 +295,9 @@ mod tests {
         log.counts.insert("reset", 1);
         log.first.push((
             3,
-            BenchError::Mismatch {
-                offset: 8,
-                expected: b"Hello, a!\n".to_vec(),
-                got: b"Hello, a\n".to_vec(),
-            },
+            ConnError::Mismatch { offset: 8, expected: b"Hello, a!\n".to_vec(), got: b"Hello, a\n".to_vec() },
         ));
-        log.first.push((5, BenchError::Reset));
+        log.first.push((5, ConnError::Reset));
         let o = outcome(log);
         let v = o.verdict().unwrap();
         assert!(!v.contains('\n'));

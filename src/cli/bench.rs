@@ -1,12 +1,23 @@
-//! Flags of `tcpkit bench`.
+//! `tcpkit bench` on the command line: flags into a [`bench::Config`], the
+//! runtime, the live status line, printing the report, and the exit code.
 //!
 //! Durations accept `10`, `2.5`, `10s`, `500ms` or `2m`; `--source` takes a range
-//! (`127.0.0.1-127.0.0.8`), a list (`10.0.0.1,10.0.0.2`) or both.
+//! (`127.0.0.1-127.0.0.8`), a list (`10.0.0.1,10.0.0.2`) or both. Defaults are
+//! the library's constants, so they are written once.
+//!
+//! Not for: running the benchmark (see [`crate::bench`]).
+use std::fmt;
+use std::io::{IsTerminal, Write};
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
-use clap::{Args, ValueEnum};
+use clap::Args;
+use clap::builder::TypedValueParser;
+
+use crate::Failure;
+use crate::bench::{self, BenchError, Config, Observer, Progress, Report, Workload};
 
 /// Load-test a line-based TCP server, verifying every reply.
 ///
@@ -19,30 +30,32 @@ pub struct BenchArgs {
     #[arg(value_name = "ADDR")]
     pub addr: String,
 
-    /// What each connection does.
-    #[arg(short, long, value_enum, default_value_t = Workload::Hello)]
+    /// What each connection does: hello, echo, churn or hold.
+    #[arg(short, long, value_name = "WORKLOAD", default_value_t = Workload::default(),
+          value_parser = clap::builder::PossibleValuesParser::new(Workload::ALL.map(Workload::name))
+              .try_map(|s| s.parse::<Workload>()))]
     pub workload: Workload,
 
     /// Connections opened (and, for `churn`, kept busy) at once.
-    #[arg(short, long, value_name = "N", default_value_t = 10,
-          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub connections: u32,
+    #[arg(short, long, value_name = "N", default_value_t = bench::DEFAULT_CONNECTIONS,
+          value_parser = clap::value_parser!(u64).range(1..=bench::MAX_CONNECTIONS))]
+    pub connections: u64,
 
     /// How long to measure, after the warm-up. Without `-n`, 10 s.
-    #[arg(short, long, value_name = "TIME", value_parser = parse_duration)]
-    pub duration: Option<Duration>,
+    #[arg(short, long, value_name = "TIME")]
+    pub duration: Option<Time>,
 
     /// Stop after this many measured requests (sessions for `churn`), in total.
     #[arg(short = 'n', long, value_name = "N")]
     pub requests: Option<u64>,
 
     /// Run this long before measuring; replies in it are verified but not counted.
-    #[arg(long, value_name = "TIME", value_parser = parse_duration, default_value = "0")]
-    pub warmup: Duration,
+    #[arg(long, value_name = "TIME", default_value_t = Time(Duration::ZERO))]
+    pub warmup: Time,
 
     /// The line each request sends, without its newline. `{conn}` is the connection
     /// number, `{seq}` the request number on that connection.
-    #[arg(short, long, value_name = "TEMPLATE", default_value = "client{conn}-{seq}")]
+    #[arg(short, long, value_name = "TEMPLATE", default_value = bench::DEFAULT_MESSAGE)]
     pub message: String,
 
     /// The reply expected for a line; `{}` is the line. Default: `Hello, {}!` for
@@ -56,7 +69,7 @@ pub struct BenchArgs {
     pub greeting: Option<String>,
 
     /// The line `churn` sends to end a session.
-    #[arg(long = "quit", value_name = "WORD", default_value = "exit")]
+    #[arg(long = "quit", value_name = "WORD", default_value = bench::DEFAULT_QUIT)]
     pub quit: String,
 
     /// Replies per second in total: open loop, latency measured from each request's
@@ -65,8 +78,8 @@ pub struct BenchArgs {
     pub rate: Option<f64>,
 
     /// Requests in flight per connection (hello and echo); replies are matched in order.
-    #[arg(long, value_name = "N", default_value_t = 1,
-          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    #[arg(long, value_name = "N", default_value_t = bench::DEFAULT_PIPELINE,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(bench::MAX_PIPELINE)))]
     pub pipeline: u32,
 
     /// Source addresses to connect from, spread round-robin over the connections:
@@ -76,26 +89,26 @@ pub struct BenchArgs {
     pub source: Option<Sources>,
 
     /// Give up on a connection attempt after this long (counted as failed).
-    #[arg(long, value_name = "TIME", value_parser = parse_duration, default_value = "5s")]
-    pub connect_timeout: Duration,
+    #[arg(long, value_name = "TIME", default_value_t = Time(bench::DEFAULT_CONNECT_TIMEOUT))]
+    pub connect_timeout: Time,
 
     /// Connection attempts in flight at once: a burst larger than the server's
     /// accept queue loses SYNs, which each cost a 1 s retry.
-    #[arg(long, value_name = "N", default_value_t = 128,
+    #[arg(long, value_name = "N", default_value_t = bench::DEFAULT_CONNECT_CONCURRENCY,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub connect_concurrency: u32,
 
     /// A reply (or the greeting, or the close after `quit`) not complete after
     /// this long is an error.
-    #[arg(long, value_name = "TIME", value_parser = parse_duration, default_value = "10s")]
-    pub timeout: Duration,
+    #[arg(long, value_name = "TIME", default_value_t = Time(bench::DEFAULT_TIMEOUT))]
+    pub timeout: Time,
 
     /// Exit 0 even when there were errors (they are still counted and shown).
     #[arg(long)]
     pub allow_errors: bool,
 
     /// How many errors to show in full (connection, expected and received bytes).
-    #[arg(long, value_name = "N", default_value_t = 5)]
+    #[arg(long, value_name = "N", default_value_t = bench::DEFAULT_SHOW_ERRORS)]
     pub show_errors: usize,
 
     /// Print the whole result as one JSON object on stdout instead of the text report.
@@ -117,18 +130,142 @@ pub struct BenchArgs {
     pub quiet: bool,
 }
 
-/// What each connection does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Workload {
-    /// Read the greeting, then send `<message>\n` and expect `Hello, <message>!\n`, repeatedly.
-    Hello,
-    /// Like hello with no greeting; the reply is the line itself.
-    Echo,
-    /// Connect, greeting, one hello, the quit word, wait for the close; counts sessions/s.
-    Churn,
-    /// Open the connections, read the greeting, stay idle for the duration; counts those held.
-    Hold,
+impl BenchArgs {
+    /// The library's configuration for these flags.
+    pub fn config(&self) -> Config {
+        let mut c = Config::new(self.addr.clone());
+        c.workload = self.workload;
+        c.connections = self.connections;
+        c.duration = self.duration.map(|t| t.0);
+        c.requests = self.requests;
+        c.warmup = self.warmup.0;
+        c.message = self.message.clone();
+        c.reply = self.reply.clone();
+        c.greeting = self.greeting.clone();
+        c.quit = self.quit.clone();
+        c.rate = self.rate;
+        c.pipeline = self.pipeline;
+        c.sources = self.source.as_ref().map(|s| s.0.clone()).unwrap_or_default();
+        c.connect_timeout = self.connect_timeout.0;
+        c.connect_concurrency = self.connect_concurrency;
+        c.timeout = self.timeout.0;
+        c.show_errors = self.show_errors;
+        c
+    }
+}
+
+/// How a `tcpkit bench` run ended, as far as its exit code cares.
+#[derive(Debug)]
+pub enum Ending<'a> {
+    /// The run finished; `allow_errors` is `--allow-errors`.
+    Ran {
+        /// What it measured.
+        report: &'a Report,
+        /// `--allow-errors`.
+        allow_errors: bool,
+    },
+    /// The run could not start.
+    Refused(&'a BenchError),
+    /// Something on this machine failed: the runtime, or writing the chart.
+    Local,
+}
+
+/// The exit code: 0 when every reply was verified (or `--allow-errors`), 1 for
+/// errors in the run or on this machine, 2 for settings that cannot be used.
+pub fn exit_code(ending: &Ending<'_>) -> u8 {
+    match ending {
+        Ending::Ran { report, allow_errors } => u8::from(report.verdict().is_some() && !allow_errors),
+        Ending::Refused(e) if e.is_usage() => 2,
+        Ending::Refused(_) | Ending::Local => 1,
+    }
+}
+
+/// Run `tcpkit bench` as the flags say: print the report, then end with the verdict.
+pub fn run(args: BenchArgs) -> Result<(), Failure> {
+    let config = args.config();
+    // Many connections need many descriptors; the hard limit is the most we may use.
+    crate::net::raise_open_file_limit();
+    let mut builder = if args.threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(args.threads as usize);
+        b
+    };
+    let rt = builder
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::new(exit_code(&Ending::Local), format!("bench: runtime: {e}")))?;
+    let mut status = Status { on: !args.quiet && std::io::stderr().is_terminal(), last: None };
+    let result = rt.block_on(bench::run_with(&config, &mut status));
+    status.clear();
+    let report = match &result {
+        Ok(r) => r,
+        Err(e) => return Err(Failure::new(exit_code(&Ending::Refused(e)), format!("bench: {e}"))),
+    };
+    let mut stdout = std::io::stdout().lock();
+    let printed =
+        if args.json { writeln!(stdout, "{}", report.json()) } else { write!(stdout, "{}", report.text()) };
+    // A closed stdout loses the report, not the verdict.
+    drop(printed);
+    if let Some(path) = &args.plot {
+        report.plot(path).map_err(|e| Failure::new(exit_code(&Ending::Local), format!("bench: {e}")))?;
+    }
+    match exit_code(&Ending::Ran { report, allow_errors: args.allow_errors }) {
+        0 => Ok(()),
+        code => Err(Failure::new(code, report.verdict().unwrap_or_default())),
+    }
+}
+
+/// The live status line on stderr, only when it is a terminal.
+struct Status {
+    on: bool,
+    /// When the last line was drawn and the verified count then, for the rate.
+    last: Option<(std::time::Instant, u64)>,
+}
+
+impl Observer for Status {
+    fn progress(&mut self, p: &Progress) {
+        if !self.on {
+            return;
+        }
+        let now = std::time::Instant::now();
+        let (then, verified) = self.last.unwrap_or((now, p.verified));
+        let per_s = bench::stats::rate(p.verified - verified, now - then);
+        self.last = Some((now, p.verified));
+        let line = format!(
+            "\r\x1b[K{}: {} connected, {} failed, {per_s:.0}/s verified, {} errors",
+            p.phase, p.established, p.connect_failed, p.errors
+        );
+        let _ = std::io::stderr().write_all(line.as_bytes());
+    }
+}
+
+impl Status {
+    fn clear(&self) {
+        if self.on {
+            let _ = std::io::stderr().write_all(b"\r\x1b[K");
+        }
+    }
+}
+
+/// A duration flag: `10`, `2.5`, `10s`, `500ms` or `2m`; shown in the help the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Time(pub Duration);
+
+impl FromStr for Time {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        parse_duration(s).map(Time)
+    }
+}
+
+impl fmt::Display for Time {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0.as_millis();
+        if ms % 1000 == 0 { write!(f, "{}s", ms / 1000) } else { write!(f, "{ms}ms") }
+    }
 }
 
 /// Source addresses for `--source`, in the order given.
@@ -225,7 +362,7 @@ mod tests {
         assert_eq!(a.connections, 10);
         assert_eq!(a.duration, None);
         assert_eq!(a.requests, None);
-        assert_eq!(a.warmup, Duration::ZERO);
+        assert_eq!(a.warmup.0, Duration::ZERO);
         assert_eq!(a.message, "client{conn}-{seq}");
         assert_eq!(a.reply, None);
         assert_eq!(a.greeting, None);
@@ -233,9 +370,9 @@ mod tests {
         assert_eq!(a.rate, None);
         assert_eq!(a.pipeline, 1);
         assert_eq!(a.source, None);
-        assert_eq!(a.connect_timeout, Duration::from_secs(5));
+        assert_eq!(a.connect_timeout.0, Duration::from_secs(5));
         assert_eq!(a.connect_concurrency, 128);
-        assert_eq!(a.timeout, Duration::from_secs(10));
+        assert_eq!(a.timeout.0, Duration::from_secs(10));
         assert!(!a.allow_errors && !a.json && !a.quiet);
         assert_eq!(a.show_errors, 5);
         assert_eq!(a.plot, None);
@@ -289,9 +426,9 @@ mod tests {
         assert_eq!(a.addr, "[::1]:7000");
         assert_eq!(a.workload, Workload::Churn);
         assert_eq!(a.connections, 1000);
-        assert_eq!(a.duration, Some(Duration::from_secs(30)));
+        assert_eq!(a.duration, Some(Time(Duration::from_secs(30))));
         assert_eq!(a.requests, Some(5000));
-        assert_eq!(a.warmup, Duration::from_millis(500));
+        assert_eq!(a.warmup.0, Duration::from_millis(500));
         assert_eq!(a.message, "x{seq}");
         assert_eq!(a.reply.as_deref(), Some("Hi {}"));
         assert_eq!(a.greeting.as_deref(), Some(""));
@@ -299,9 +436,9 @@ mod tests {
         assert_eq!(a.rate, Some(2500.5));
         assert_eq!(a.pipeline, 4);
         assert_eq!(a.source.unwrap().0.len(), 3);
-        assert_eq!(a.connect_timeout, Duration::from_secs(2));
+        assert_eq!(a.connect_timeout.0, Duration::from_secs(2));
         assert_eq!(a.connect_concurrency, 64);
-        assert_eq!(a.timeout, Duration::from_secs(60));
+        assert_eq!(a.timeout.0, Duration::from_secs(60));
         assert!(a.allow_errors && a.json && a.quiet);
         assert_eq!(a.show_errors, 2);
         assert_eq!(a.plot, Some(PathBuf::from("out.svg")));
@@ -332,6 +469,102 @@ mod tests {
         assert!(fails(&["a:1", "--source", "127.0.0.1-::1"]));
         assert!(fails(&["a:1", "--source", "10.0.0.0-10.1.0.0"]));
         assert!(fails(&["a:1", "--threads", "0"]));
+    }
+
+    #[test]
+    fn the_defaults_are_the_librarys() {
+        let a = bench(&["127.0.0.1:9999"]);
+        assert_eq!(a.config(), Config::new("127.0.0.1:9999"));
+        // And every flag lands in its field.
+        let a = bench(&[
+            "h:1",
+            "-w",
+            "echo",
+            "-c",
+            "3",
+            "-d",
+            "2",
+            "-n",
+            "9",
+            "--warmup",
+            "1",
+            "-m",
+            "m",
+            "--reply",
+            "r{}",
+            "--greeting",
+            "g",
+            "--quit",
+            "q",
+            "-r",
+            "5",
+            "--pipeline",
+            "2",
+            "--source",
+            "10.0.0.1",
+            "--connect-timeout",
+            "3",
+            "--connect-concurrency",
+            "4",
+            "--timeout",
+            "6",
+            "--show-errors",
+            "7",
+        ]);
+        let mut want = Config::new("h:1");
+        want.workload = Workload::Echo;
+        want.connections = 3;
+        want.duration = Some(Duration::from_secs(2));
+        want.requests = Some(9);
+        want.warmup = Duration::from_secs(1);
+        want.message = "m".into();
+        want.reply = Some("r{}".into());
+        want.greeting = Some("g".into());
+        want.quit = "q".into();
+        want.rate = Some(5.0);
+        want.pipeline = 2;
+        want.sources = vec!["10.0.0.1".parse().unwrap()];
+        want.connect_timeout = Duration::from_secs(3);
+        want.connect_concurrency = 4;
+        want.timeout = Duration::from_secs(6);
+        want.show_errors = 7;
+        assert_eq!(a.config(), want);
+    }
+
+    #[test]
+    fn durations_show_in_the_help_as_they_are_typed() {
+        assert_eq!(Time(Duration::from_secs(5)).to_string(), "5s");
+        assert_eq!(Time(Duration::from_millis(250)).to_string(), "250ms");
+        assert_eq!(Time(Duration::ZERO).to_string(), "0s");
+        assert_eq!("500ms".parse::<Time>(), Ok(Time(Duration::from_millis(500))));
+    }
+
+    /// Every exit code the README documents, and what leads to it.
+    #[test]
+    fn exit_codes_follow_the_readme() {
+        use crate::bench::conn::ErrorLog;
+        let clean = Report::for_tests(ErrorLog::default());
+        let mut log = ErrorLog::default();
+        log.counts.insert("reset", 1);
+        let failed = Report::for_tests(log);
+        let bad_rate = BenchError::Rate(0.0);
+        let bad_addr = BenchError::Address("nowhere".into());
+        let unresolved = BenchError::Resolve(crate::net::connect::ConnectError::Resolve {
+            host: "x.invalid".into(),
+            source: std::io::Error::other("no such host"),
+        });
+        let table: [(Ending<'_>, u8); 7] = [
+            (Ending::Ran { report: &clean, allow_errors: false }, 0),
+            (Ending::Ran { report: &failed, allow_errors: true }, 0),
+            (Ending::Ran { report: &failed, allow_errors: false }, 1),
+            (Ending::Refused(&unresolved), 1),
+            (Ending::Local, 1),
+            (Ending::Refused(&bad_rate), 2),
+            (Ending::Refused(&bad_addr), 2),
+        ];
+        for (ending, code) in &table {
+            assert_eq!(exit_code(ending), *code, "{ending:?}");
+        }
     }
 
     #[test]
