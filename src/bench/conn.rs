@@ -50,12 +50,12 @@ pub struct Clock {
 }
 
 /// Errors by kind, and the first few in full.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct ErrorLog {
     /// Count per [`ConnError::kind`].
-    pub counts: BTreeMap<&'static str, u64>,
-    /// The first errors with their connection number, at most `limit`.
-    pub first: Vec<(u64, ConnError)>,
+    pub counts: BTreeMap<String, u64>,
+    /// The first errors, at most `limit`.
+    pub first: Vec<ShownError>,
     /// How many to keep in full (`--show-errors`).
     pub limit: usize,
 }
@@ -65,6 +65,30 @@ impl ErrorLog {
     pub fn total(&self) -> u64 {
         self.counts.values().sum()
     }
+
+    /// Count `err` of connection `conn`, keeping it in full if among the first `limit`.
+    pub fn add(&mut self, conn: u64, err: &ConnError) {
+        match self.counts.get_mut(err.kind()) {
+            Some(n) => *n += 1,
+            None => {
+                self.counts.insert(err.kind().to_string(), 1);
+            }
+        }
+        if self.first.len() < self.limit {
+            self.first.push(ShownError { conn, kind: err.kind().to_string(), message: err.to_string() });
+        }
+    }
+}
+
+/// One error as the report shows it (also read back from interval logs).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ShownError {
+    /// The connection's number.
+    pub conn: u64,
+    /// [`ConnError::kind`].
+    pub kind: String,
+    /// The error in full, bytes escaped.
+    pub message: String,
 }
 
 /// Everything the connections share: settings, the clock, counters and results.
@@ -78,6 +102,9 @@ pub struct Shared {
     pub sources: Vec<IpAddr>,
     /// Connections (slots, for churn).
     pub connections: u64,
+    /// The number of this process's first connection: with a shard, the
+    /// connections before it belong to other agents.
+    pub first_id: u64,
     /// Requests in flight per connection.
     pub pipeline: usize,
     /// Time between requests of one connection in open loop; `None` = closed loop.
@@ -120,11 +147,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Shared {
     /// Count `err` for connection `id`, keeping it in full if among the first.
     pub fn error(&self, id: u64, err: ConnError) {
-        let mut log = lock(&self.errors);
-        *log.counts.entry(err.kind()).or_default() += 1;
-        if log.first.len() < log.limit {
-            log.first.push((id, err));
-        }
+        lock(&self.errors).add(id, &err);
     }
 
     /// Take one measured request from `-n`; false when none is left.
@@ -318,7 +341,7 @@ async fn requests(sh: &Shared, id: u64) -> Result<(), ConnError> {
     let mut seq = 0u64;
     // Open loop: connections are staggered evenly over one interval.
     let mut next_send = match sh.interval {
-        Some(iv) => clock.start + iv.mul_f64(id as f64 / sh.connections as f64),
+        Some(iv) => clock.start + iv.mul_f64((id - sh.first_id) as f64 / sh.connections as f64),
         None => clock.start,
     };
     let mut out = Vec::new();
@@ -433,7 +456,7 @@ async fn churn(sh: &Shared, id: u64) -> Result<(), ConnError> {
     let clock = sh.clock().await;
     let spec = &sh.spec;
     let mut next_start = match sh.interval {
-        Some(iv) => clock.start + iv.mul_f64(id as f64 / sh.connections as f64),
+        Some(iv) => clock.start + iv.mul_f64((id - sh.first_id) as f64 / sh.connections as f64),
         None => clock.start,
     };
     let mut batch = Batch::default();

@@ -42,6 +42,7 @@
 //! Not for: HTTP (use wrk), or servers whose replies cannot be predicted from
 //! the request.
 pub mod conn;
+pub mod hdrlog;
 pub mod report;
 mod run;
 pub mod stats;
@@ -49,12 +50,12 @@ pub mod verify;
 pub mod workload;
 
 use std::net::IpAddr;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use thiserror::Error;
 
 pub use report::Report;
-pub use run::{Observer, Progress, run, run_with};
+pub use run::{Interval, Observer, Progress, Started, run, run_with};
 pub use workload::{Workload, WorkloadError};
 
 /// Measured time when neither a duration nor a request count is given.
@@ -80,6 +81,31 @@ pub const DEFAULT_CONNECT_CONCURRENCY: u32 = 128;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Errors kept in full for the report.
 pub const DEFAULT_SHOW_ERRORS: usize = 5;
+/// Length of one interval histogram (`--hdr-log`).
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
+/// Most agents one run may be split over.
+pub const MAX_SHARDS: u32 = 10_000;
+/// Furthest ahead a start time may be: beyond it, a typo is likelier than a plan.
+pub const MAX_START_DELAY: Duration = Duration::from_secs(24 * 3600);
+
+/// This agent's part of a run split over `count` agents (`--shard I/N`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// This agent, 0-based.
+    pub index: u32,
+    /// Agents in all, 1 to [`MAX_SHARDS`].
+    pub count: u32,
+}
+
+impl Shard {
+    /// This agent's share of `total`: the first number of its part and how many.
+    /// The parts cover `0..total` without gaps or overlap and differ by at most one.
+    pub fn part(&self, total: u64) -> (u64, u64) {
+        let (n, i) = (u64::from(self.count.max(1)), u64::from(self.index));
+        let (base, extra) = (total / n, total % n);
+        (i * base + i.min(extra), base + u64::from(i < extra))
+    }
+}
 
 /// What to run: every setting of a benchmark, with defaults from [`Config::new`].
 #[derive(Debug, Clone, PartialEq)]
@@ -123,6 +149,16 @@ pub struct Config {
     pub timeout: Duration,
     /// Errors kept in full (with their bytes) in the report.
     pub show_errors: usize,
+    /// Keep a histogram per interval of this length, for [`Observer::interval`]
+    /// (an interval log); `None`: only the total.
+    pub intervals: Option<Duration>,
+    /// Run only this agent's share of the connections, rate and request count,
+    /// numbering its connections after the other agents'.
+    pub shard: Option<Shard>,
+    /// Start the measured window at this wall-clock instant (connecting and the
+    /// warm-up come before it), at most [`MAX_START_DELAY`] ahead; when it is
+    /// already past, at once.
+    pub start_at: Option<SystemTime>,
 }
 
 impl Config {
@@ -146,6 +182,9 @@ impl Config {
             connect_concurrency: DEFAULT_CONNECT_CONCURRENCY,
             timeout: DEFAULT_TIMEOUT,
             show_errors: DEFAULT_SHOW_ERRORS,
+            intervals: None,
+            shard: None,
+            start_at: None,
         }
     }
 
@@ -170,6 +209,21 @@ impl Config {
         }
         if self.requests == Some(0) {
             return Err(BenchError::NoRequests);
+        }
+        if let Some(sh) = self.shard {
+            if sh.count == 0 || sh.count > MAX_SHARDS || sh.index >= sh.count {
+                return Err(BenchError::Shard(sh.index, sh.count));
+            }
+            if self.connections < u64::from(sh.count)
+                || self.requests.is_some_and(|n| n < u64::from(sh.count))
+            {
+                return Err(BenchError::ShardTooSmall(sh.count));
+            }
+        }
+        if let Some(at) = self.start_at {
+            if at.duration_since(SystemTime::now()).is_ok_and(|d| d > MAX_START_DELAY) {
+                return Err(BenchError::StartTooLate);
+            }
         }
         Ok(())
     }
@@ -201,6 +255,15 @@ pub enum BenchError {
     /// A request count of zero.
     #[error("-n must be at least 1")]
     NoRequests,
+    /// A shard that does not exist (`index >= count`, or no agents).
+    #[error("--shard {0}/{1}: needs 0 <= I < N <= {MAX_SHARDS}")]
+    Shard(u32, u32),
+    /// Fewer connections (or requests) than agents.
+    #[error("--shard over {0} agents needs at least {0} connections (and requests, with -n)")]
+    ShardTooSmall(u32),
+    /// A start time too far ahead.
+    #[error("--start-at is more than {} hours ahead", MAX_START_DELAY.as_secs() / 3600)]
+    StartTooLate,
     /// The address is not `HOST:PORT`.
     #[error("not HOST:PORT: {0:?}")]
     Address(String),
@@ -213,5 +276,39 @@ impl BenchError {
     /// True when the settings themselves are wrong (as opposed to the network).
     pub fn is_usage(&self) -> bool {
         !matches!(self, BenchError::Resolve(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_split_without_gaps_or_overlap() {
+        for (total, count) in [(10u64, 4u32), (4, 4), (1000, 7), (5, 1)] {
+            let mut next = 0;
+            for index in 0..count {
+                let (first, n) = Shard { index, count }.part(total);
+                assert_eq!(first, next, "{total}/{count} agent {index}");
+                assert!(n == total / u64::from(count) || n == total / u64::from(count) + 1);
+                next += n;
+            }
+            assert_eq!(next, total);
+        }
+    }
+
+    #[test]
+    fn impossible_shards_and_start_times_are_refused() {
+        let mut c = Config::new("a:1");
+        c.shard = Some(Shard { index: 4, count: 4 });
+        assert!(matches!(c.validate(), Err(BenchError::Shard(4, 4))));
+        c.shard = Some(Shard { index: 0, count: 11 });
+        assert!(matches!(c.validate(), Err(BenchError::ShardTooSmall(11))));
+        c.shard = Some(Shard { index: 3, count: 4 });
+        assert!(c.validate().is_ok());
+        c.start_at = Some(SystemTime::now() + MAX_START_DELAY + Duration::from_secs(60));
+        assert!(matches!(c.validate(), Err(BenchError::StartTooLate)));
+        c.start_at = Some(SystemTime::UNIX_EPOCH);
+        assert!(c.validate().is_ok(), "a past start time starts at once");
     }
 }

@@ -22,8 +22,10 @@ pub struct Report {
     pub workload: Workload,
     /// The server.
     pub addr: SocketAddr,
-    /// Connections asked for (`-c`).
+    /// Connections of this run (its share, with a shard).
     pub connections: u64,
+    /// The number of its first connection (0 without a shard).
+    pub first_id: u64,
     /// Connections established (sessions, for churn).
     pub established: u64,
     /// Connection attempts that failed.
@@ -58,6 +60,7 @@ impl Report {
             workload: Workload::Hello,
             addr: "127.0.0.1:9".parse().unwrap(),
             connections: 4,
+            first_id: 0,
             established: 4,
             connect_failed: 0,
             held: 0,
@@ -94,8 +97,8 @@ impl Report {
             self.verified_total,
             self.unit()
         );
-        if let Some((id, e)) = self.errors.first.first() {
-            let _ = write!(line, "; first: conn {id}: {e}");
+        if let Some(e) = self.errors.first.first() {
+            let _ = write!(line, "; first: conn {}: {}", e.conn, e.message);
         }
         Some(line)
     }
@@ -150,8 +153,8 @@ impl Report {
             let _ = writeln!(s, "errors:      0");
         } else {
             let _ = writeln!(s, "errors:      {total} ({})", kinds.join(", "));
-            for (id, e) in &self.errors.first {
-                let _ = writeln!(s, "  conn {id}: {e}");
+            for e in &self.errors.first {
+                let _ = writeln!(s, "  conn {}: {}", e.conn, e.message);
             }
         }
         s
@@ -159,12 +162,7 @@ impl Report {
 
     /// The whole result as one JSON object (latencies in microseconds).
     pub fn json(&self) -> serde_json::Value {
-        let first: Vec<_> = self
-            .errors
-            .first
-            .iter()
-            .map(|(id, e)| json!({"conn": id, "kind": e.kind(), "message": e.to_string()}))
-            .collect();
+        let first = &self.errors.first;
         json!({
             "workload": self.workload,
             "addr": self.addr.to_string(),
@@ -291,13 +289,17 @@ mod tests {
     #[test]
     fn errors_give_a_one_line_verdict_with_the_first_error() {
         let mut log = ErrorLog { limit: 2, ..Default::default() };
-        log.counts.insert("wrong reply", 2);
-        log.counts.insert("reset", 1);
-        log.first.push((
+        log.add(
             3,
-            ConnError::Mismatch { offset: 8, expected: b"Hello, a!\n".to_vec(), got: b"Hello, a\n".to_vec() },
-        ));
-        log.first.push((5, ConnError::Reset));
+            &ConnError::Mismatch {
+                offset: 8,
+                expected: b"Hello, a!\n".to_vec(),
+                got: b"Hello, a\n".to_vec(),
+            },
+        );
+        log.add(5, &ConnError::Reset);
+        log.add(6, &ConnError::Mismatch { offset: 0, expected: b"x".to_vec(), got: b"y".to_vec() });
+        assert_eq!(log.first.len(), 2, "only the first two kept in full");
         let o = outcome(log);
         let v = o.verdict().unwrap();
         assert!(!v.contains('\n'));

@@ -5,10 +5,13 @@
 //! from it); nothing here prints.
 //!
 //! Not for: what a connection does (`conn.rs`) or how the result reads (`report.rs`).
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
+
+use hdrhistogram::Histogram;
 
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
@@ -41,10 +44,46 @@ pub struct Progress {
     pub errors: u64,
 }
 
+/// The measured window begins (sent once, before any interval).
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct Started {
+    /// The server, resolved.
+    pub addr: SocketAddr,
+    /// Wall-clock time the measured window starts (after the warm-up).
+    pub at: SystemTime,
+    /// This agent's connections (its share, with a shard).
+    pub connections: u64,
+    /// The number of its first connection.
+    pub first_id: u64,
+    /// Its share of the rate, when open loop.
+    pub rate: Option<f64>,
+}
+
+/// One finished interval of the measured window.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Interval<'a> {
+    /// Its start, from the start of the window.
+    pub start: Duration,
+    /// Its length.
+    pub length: Duration,
+    /// Latencies of the replies that completed in it, in microseconds.
+    pub histogram: &'a Histogram<u64>,
+    /// Errors counted since the previous interval, by kind.
+    pub errors: &'a BTreeMap<String, u64>,
+}
+
 /// What a caller hears during a run. Called from the run's own task: keep it short.
 pub trait Observer: Send {
     /// Every 250 ms while connecting, then every second.
     fn progress(&mut self, _progress: &Progress) {}
+    /// When the clock is set: the measured window's wall-clock start.
+    fn started(&mut self, _started: &Started) {}
+    /// Each interval, in order, about one interval after it ends (only when
+    /// [`Config::intervals`] is set); the last ones when the run ends. Their
+    /// histograms add up to the report's.
+    fn interval(&mut self, _interval: &Interval<'_>) {}
 }
 
 /// The observer that ignores everything.
@@ -66,16 +105,29 @@ pub async fn run_with(config: &Config, observer: &mut dyn Observer) -> Result<Re
         (None, None) => Some(DEFAULT_DURATION),
         (d, _) => d,
     };
-    let connections = config.connections;
+    let (first_id, connections) = match config.shard {
+        Some(shard) => shard.part(config.connections),
+        None => (0, config.connections),
+    };
+    let rate = config.rate.map(|r| r * connections as f64 / config.connections as f64);
+    let requests = match (config.shard, config.requests) {
+        (Some(shard), Some(n)) => Some(shard.part(n).1),
+        (_, n) => n,
+    };
+    let stats = match config.intervals {
+        Some(length) => Stats::with_intervals(length),
+        None => Stats::new(),
+    };
     let (clock_tx, clock_rx) = watch::channel(None);
     let sh = Arc::new(Shared {
         spec,
         addr,
         sources: config.sources.clone(),
         connections,
+        first_id,
         pipeline: config.pipeline as usize,
-        interval: config.rate.map(|r| Duration::from_secs_f64((connections as f64 / r).min(86_400.0))),
-        requests: config.requests,
+        interval: rate.map(|r| Duration::from_secs_f64((connections as f64 / r).min(86_400.0))),
+        requests,
         connect_timeout: config.connect_timeout,
         timeout: config.timeout,
         connect_gate: Semaphore::new(config.connect_concurrency as usize),
@@ -87,11 +139,11 @@ pub async fn run_with(config: &Config, observer: &mut dyn Observer) -> Result<Re
         established: Default::default(),
         connect_failed: Default::default(),
         held: Default::default(),
-        stats: std::sync::Mutex::new(Stats::new()),
+        stats: std::sync::Mutex::new(stats),
         errors: std::sync::Mutex::new(ErrorLog { limit: config.show_errors, ..Default::default() }),
     });
     let mut tasks = JoinSet::new();
-    for id in 0..connections {
+    for id in first_id..first_id + connections {
         tasks.spawn(conn::run(sh.clone(), id));
     }
     if config.workload != Workload::Churn {
@@ -107,11 +159,19 @@ pub async fn run_with(config: &Config, observer: &mut dyn Observer) -> Result<Re
             }
         }
     }
-    let start = Instant::now();
-    let measure = start + config.warmup;
+    let (now, wall) = (Instant::now(), SystemTime::now());
+    // With a start time, the measured window opens then (the warm-up before it, as
+    // far as there is time); without one, or when it is past, after the warm-up.
+    let measure = match config.start_at.and_then(|at| at.duration_since(wall).ok()) {
+        Some(wait) => now + wait,
+        None => now + config.warmup,
+    };
+    let start = measure.checked_sub(config.warmup).map_or(now, |s| s.max(now));
     let end = duration.map(|d| measure + d);
     // Receivers live in `sh`, so sending cannot fail.
     let _ = clock_tx.send(Some(Clock { start, measure, end }));
+    observer.started(&Started { addr, at: wall + (measure - now), connections, first_id, rate });
+    let mut emitter = Emitter::default();
     let mut tick = tokio::time::interval(RUNNING_TICK);
     loop {
         tokio::select! {
@@ -123,10 +183,21 @@ pub async fn run_with(config: &Config, observer: &mut dyn Observer) -> Result<Re
                 Some(_) => {}
             },
             _ = tick.tick() => {
-                let phase = if Instant::now() < measure { "warm-up" } else { "running" };
+                let now = Instant::now();
+                let phase = if now < measure { "warm-up" } else { "running" };
                 observer.progress(&progress(&sh, phase));
+                if let Some(length) = config.intervals {
+                    // One interval of grace for samples still in connections' batches.
+                    let done = now.saturating_duration_since(measure).as_nanos() / length.as_nanos();
+                    emitter.emit(&sh, (done as u64).saturating_sub(1), observer);
+                }
             }
         }
+    }
+    if let Some(length) = config.intervals {
+        let last = sh.stats.lock().map(|s| s.last()).unwrap_or_default();
+        let covered = duration.unwrap_or_default().max(last);
+        emitter.emit(&sh, covered.as_nanos().div_ceil(length.as_nanos().max(1)) as u64, observer);
     }
     let stats = std::mem::take(&mut *sh.stats.lock().unwrap_or_else(|p| p.into_inner()));
     let errors = std::mem::take(&mut *sh.errors.lock().unwrap_or_else(|p| p.into_inner()));
@@ -139,10 +210,11 @@ pub async fn run_with(config: &Config, observer: &mut dyn Observer) -> Result<Re
         workload: config.workload,
         addr,
         connections,
+        first_id,
         established: sh.established.load(Ordering::Relaxed),
         connect_failed: sh.connect_failed.load(Ordering::Relaxed),
         held: sh.held.load(Ordering::Relaxed),
-        rate: config.rate,
+        rate,
         pipeline: config.pipeline,
         warmup: config.warmup,
         window,
@@ -150,6 +222,33 @@ pub async fn run_with(config: &Config, observer: &mut dyn Observer) -> Result<Re
         errors,
         verified_total: sh.verified.load(Ordering::Relaxed),
     })
+}
+
+/// Hands finished intervals to the observer, each with the errors counted since
+/// the one before.
+#[derive(Default)]
+struct Emitter {
+    reported: BTreeMap<String, u64>,
+}
+
+impl Emitter {
+    fn emit(&mut self, sh: &Shared, upto: u64, observer: &mut dyn Observer) {
+        let (intervals, length) = {
+            let mut stats = sh.stats.lock().unwrap_or_else(|p| p.into_inner());
+            (stats.take_intervals(upto), stats.interval_length().unwrap_or_default())
+        };
+        for (start, histogram) in &intervals {
+            let counts = sh.errors.lock().map(|l| l.counts.clone()).unwrap_or_default();
+            let mut errors = BTreeMap::new();
+            for (kind, n) in counts {
+                let before = self.reported.insert(kind.clone(), n).unwrap_or(0);
+                if n > before {
+                    errors.insert(kind, n - before);
+                }
+            }
+            observer.interval(&Interval { start: *start, length, histogram, errors: &errors });
+        }
+    }
 }
 
 fn progress(sh: &Shared, phase: &'static str) -> Progress {

@@ -11,13 +11,14 @@ use std::io::{IsTerminal, Write};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use clap::Args;
 use clap::builder::TypedValueParser;
 
 use crate::Failure;
-use crate::bench::{self, BenchError, Config, Observer, Progress, Report, Workload};
+use crate::bench::hdrlog::HdrLogWriter;
+use crate::bench::{self, BenchError, Config, Interval, Observer, Progress, Report, Started, Workload};
 
 /// Load-test a line-based TCP server, verifying every reply.
 ///
@@ -128,11 +129,78 @@ pub struct BenchArgs {
     /// No live status line (it is shown only when stderr is a terminal anyway).
     #[arg(short, long)]
     pub quiet: bool,
+
+    /// Write the HdrHistogram interval log (one histogram per interval, errors,
+    /// this run's settings) to FILE, or to stdout with `-` (the report then goes
+    /// to stderr); `tcpkit bench merge` adds such logs up.
+    #[arg(long, value_name = "FILE|-")]
+    pub hdr_log: Option<PathBuf>,
+
+    /// Length of each interval of `--hdr-log`.
+    #[arg(long, value_name = "TIME", default_value_t = Time(bench::DEFAULT_INTERVAL))]
+    pub hdr_interval: Time,
+
+    /// This agent's name in `--hdr-log` (default: the host name, with the shard index).
+    #[arg(long, value_name = "NAME")]
+    pub agent: Option<String>,
+
+    /// Run share I of N agents (0-based): `-c`, `--rate` and `-n` are split and
+    /// connection numbers do not collide. `N` alone takes I from
+    /// `JOB_COMPLETION_INDEX` (set by Kubernetes Indexed Jobs).
+    #[arg(long, value_name = "I/N", value_parser = parse_shard)]
+    pub shard: Option<ShardArg>,
+
+    /// Start the measured window at this wall-clock time, RFC 3339
+    /// (`2026-12-01T06:00:00Z`) or Unix seconds; connecting and the warm-up come first.
+    #[arg(long, value_name = "TIME", value_parser = parse_start_at)]
+    pub start_at: Option<SystemTime>,
+}
+
+/// `--shard I/N` as typed; `index` is `None` for `N` alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShardArg {
+    /// `I`, when given.
+    pub index: Option<u32>,
+    /// `N`.
+    pub count: u32,
+}
+
+/// The environment variable Kubernetes Indexed Jobs set to the pod's index.
+pub const JOB_INDEX_VAR: &str = "JOB_COMPLETION_INDEX";
+
+/// Parse `--shard`: `I/N` or `N`.
+pub fn parse_shard(s: &str) -> Result<ShardArg, String> {
+    let bad = || format!("not I/N or N: {s:?}");
+    let (index, count) = match s.split_once('/') {
+        Some((i, n)) if i.trim().is_empty() => (None, n),
+        Some((i, n)) => (Some(i.trim().parse().map_err(|_| bad())?), n),
+        None => (None, s),
+    };
+    let count: u32 = count.trim().parse().map_err(|_| bad())?;
+    if count == 0 || count > bench::MAX_SHARDS || index.is_some_and(|i| i >= count) {
+        return Err(format!("--shard {s}: needs 0 <= I < N <= {}", bench::MAX_SHARDS));
+    }
+    Ok(ShardArg { index, count })
+}
+
+/// Parse `--start-at`: RFC 3339 or (fractional) Unix seconds.
+pub fn parse_start_at(s: &str) -> Result<SystemTime, String> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<f64>() {
+        if !(secs.is_finite() && (0.0..4e9).contains(&secs)) {
+            return Err(format!("not a Unix time: {s:?}"));
+        }
+        return Ok(SystemTime::UNIX_EPOCH + Duration::from_secs_f64(secs));
+    }
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("not RFC 3339 or Unix seconds: {s:?} ({e})"))?;
+    Ok(SystemTime::from(t))
 }
 
 impl BenchArgs {
-    /// The library's configuration for these flags.
-    pub fn config(&self) -> Config {
+    /// The library's configuration for these flags; `env` reads the environment
+    /// (for `--shard N`).
+    pub fn config(&self, env: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
         let mut c = Config::new(self.addr.clone());
         c.workload = self.workload;
         c.connections = self.connections;
@@ -150,7 +218,60 @@ impl BenchArgs {
         c.connect_concurrency = self.connect_concurrency;
         c.timeout = self.timeout.0;
         c.show_errors = self.show_errors;
-        c
+        c.intervals = self.hdr_log.is_some().then_some(self.hdr_interval.0);
+        c.start_at = self.start_at;
+        if let Some(shard) = self.shard {
+            let index = match shard.index {
+                Some(i) => i,
+                None => {
+                    let v = env(JOB_INDEX_VAR).ok_or_else(|| {
+                        format!("--shard {}: no index given and {JOB_INDEX_VAR} is not set", shard.count)
+                    })?;
+                    v.trim().parse().map_err(|_| format!("{JOB_INDEX_VAR}={v:?} is not a number"))?
+                }
+            };
+            c.shard = Some(bench::Shard { index, count: shard.count });
+        }
+        Ok(c)
+    }
+
+    /// The agent name for `--hdr-log`.
+    fn agent_name(&self, config: &Config) -> String {
+        if let Some(a) = &self.agent {
+            return a.clone();
+        }
+        let host = std::env::var("HOSTNAME")
+            .ok()
+            .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "agent".into());
+        match config.shard {
+            Some(s) => format!("{host}-{}", s.index),
+            None => host,
+        }
+    }
+}
+
+/// The observers of a command-line run: the status line and the interval log.
+struct Observers {
+    status: Status,
+    log: Option<HdrLogWriter<Box<dyn Write + Send>>>,
+}
+
+impl Observer for Observers {
+    fn progress(&mut self, p: &Progress) {
+        self.status.progress(p);
+    }
+    fn started(&mut self, s: &Started) {
+        if let Some(l) = &mut self.log {
+            l.started(s);
+        }
+    }
+    fn interval(&mut self, iv: &Interval<'_>) {
+        if let Some(l) = &mut self.log {
+            l.interval(iv);
+        }
     }
 }
 
@@ -166,6 +287,8 @@ pub enum Ending<'a> {
     },
     /// The run could not start.
     Refused(&'a BenchError),
+    /// Flags that clap accepted but that do not fit together (or the environment).
+    BadFlags,
     /// Something on this machine failed: the runtime, or writing the chart.
     Local,
 }
@@ -176,13 +299,31 @@ pub fn exit_code(ending: &Ending<'_>) -> u8 {
     match ending {
         Ending::Ran { report, allow_errors } => u8::from(report.verdict().is_some() && !allow_errors),
         Ending::Refused(e) if e.is_usage() => 2,
+        Ending::BadFlags => 2,
         Ending::Refused(_) | Ending::Local => 1,
     }
 }
 
 /// Run `tcpkit bench` as the flags say: print the report, then end with the verdict.
 pub fn run(args: BenchArgs) -> Result<(), Failure> {
-    let config = args.config();
+    let config = args
+        .config(|k| std::env::var(k).ok())
+        .map_err(|e| Failure::new(exit_code(&Ending::BadFlags), format!("bench: {e}")))?;
+    let to_stdout = args.hdr_log.as_deref() == Some(std::path::Path::new("-"));
+    let log = match &args.hdr_log {
+        None => None,
+        Some(_) if to_stdout => {
+            let out: Box<dyn Write + Send> = Box::new(std::io::stdout());
+            Some(HdrLogWriter::new(out, &config, &args.agent_name(&config)))
+        }
+        Some(path) => {
+            let file = std::fs::File::create(path).map_err(|e| {
+                Failure::new(exit_code(&Ending::Local), format!("bench: --hdr-log {}: {e}", path.display()))
+            })?;
+            let out: Box<dyn Write + Send> = Box::new(std::io::BufWriter::new(file));
+            Some(HdrLogWriter::new(out, &config, &args.agent_name(&config)))
+        }
+    };
     // Many connections need many descriptors; the hard limit is the most we may use.
     crate::net::raise_open_file_limit();
     let mut builder = if args.threads <= 1 {
@@ -196,18 +337,26 @@ pub fn run(args: BenchArgs) -> Result<(), Failure> {
         .enable_all()
         .build()
         .map_err(|e| Failure::new(exit_code(&Ending::Local), format!("bench: runtime: {e}")))?;
-    let mut status = Status { on: !args.quiet && std::io::stderr().is_terminal(), last: None };
-    let result = rt.block_on(bench::run_with(&config, &mut status));
-    status.clear();
+    let status = Status { on: !args.quiet && std::io::stderr().is_terminal(), last: None };
+    let mut observers = Observers { status, log };
+    let result = rt.block_on(bench::run_with(&config, &mut observers));
+    observers.status.clear();
     let report = match &result {
         Ok(r) => r,
         Err(e) => return Err(Failure::new(exit_code(&Ending::Refused(e)), format!("bench: {e}"))),
     };
-    let mut stdout = std::io::stdout().lock();
+    let log_failed = observers.log.map(|l| l.finish(report)).and_then(Result::err);
+    // With the log on stdout, the report goes to stderr.
+    let mut out: Box<dyn Write> =
+        if to_stdout { Box::new(std::io::stderr().lock()) } else { Box::new(std::io::stdout().lock()) };
     let printed =
-        if args.json { writeln!(stdout, "{}", report.json()) } else { write!(stdout, "{}", report.text()) };
+        if args.json { writeln!(out, "{}", report.json()) } else { write!(out, "{}", report.text()) };
     // A closed stdout loses the report, not the verdict.
     drop(printed);
+    drop(out);
+    if let Some(e) = log_failed {
+        return Err(Failure::new(exit_code(&Ending::Local), format!("bench: --hdr-log: {e}")));
+    }
     if let Some(path) = &args.plot {
         report.plot(path).map_err(|e| Failure::new(exit_code(&Ending::Local), format!("bench: {e}")))?;
     }
@@ -474,7 +623,7 @@ mod tests {
     #[test]
     fn the_defaults_are_the_librarys() {
         let a = bench(&["127.0.0.1:9999"]);
-        assert_eq!(a.config(), Config::new("127.0.0.1:9999"));
+        assert_eq!(a.config(|_| None).unwrap(), Config::new("127.0.0.1:9999"));
         // And every flag lands in its field.
         let a = bench(&[
             "h:1",
@@ -528,7 +677,7 @@ mod tests {
         want.connect_concurrency = 4;
         want.timeout = Duration::from_secs(6);
         want.show_errors = 7;
-        assert_eq!(a.config(), want);
+        assert_eq!(a.config(|_| None).unwrap(), want);
     }
 
     #[test]
@@ -545,7 +694,7 @@ mod tests {
         use crate::bench::conn::ErrorLog;
         let clean = Report::for_tests(ErrorLog::default());
         let mut log = ErrorLog::default();
-        log.counts.insert("reset", 1);
+        log.counts.insert("reset".into(), 1);
         let failed = Report::for_tests(log);
         let bad_rate = BenchError::Rate(0.0);
         let bad_addr = BenchError::Address("nowhere".into());
@@ -553,7 +702,8 @@ mod tests {
             host: "x.invalid".into(),
             source: std::io::Error::other("no such host"),
         });
-        let table: [(Ending<'_>, u8); 7] = [
+        let table: [(Ending<'_>, u8); 8] = [
+            (Ending::BadFlags, 2),
             (Ending::Ran { report: &clean, allow_errors: false }, 0),
             (Ending::Ran { report: &failed, allow_errors: true }, 0),
             (Ending::Ran { report: &failed, allow_errors: false }, 1),
