@@ -243,12 +243,43 @@ pub enum LogError {
     },
 }
 
-/// Read one agent's log from its text.
+/// Read one agent's log from its text, keeping every interval.
 pub fn read(text: &str) -> Result<AgentLog, LogError> {
+    let mut intervals = Vec::new();
+    let info = read_each(text, |_, iv| intervals.push(iv))?;
+    Ok(AgentLog {
+        meta: info.meta,
+        start: info.start,
+        intervals,
+        end: info.end,
+        foreign_lines: info.foreign_lines,
+    })
+}
+
+/// One agent's log without its intervals (see [`read_each`]).
+#[derive(Debug, Clone)]
+pub struct AgentInfo {
+    /// Its first line.
+    pub meta: Meta,
+    /// Its measured window's wall-clock start.
+    pub start: SystemTime,
+    /// Intervals read.
+    pub intervals: usize,
+    /// Its last line; `None` when the log was cut short.
+    pub end: Option<End>,
+    /// Lines that were none of the log's.
+    pub foreign_lines: usize,
+}
+
+/// Read one agent's log, handing each interval to `each` with the agent's start
+/// as soon as it is read (so memory does not grow with the log); an interval's
+/// errors, on the line after it, are handed over with it.
+pub fn read_each(text: &str, mut each: impl FnMut(SystemTime, LogInterval)) -> Result<AgentInfo, LogError> {
     let mut meta = None;
     let mut start = None;
     let mut base = None;
-    let mut intervals: Vec<LogInterval> = Vec::new();
+    let mut pending: Option<LogInterval> = None;
+    let mut count = 0;
     let mut end = None;
     let mut foreign_lines = 0;
     let mut deserializer = Deserializer::new();
@@ -263,7 +294,7 @@ pub fn read(text: &str) -> Result<AgentLog, LogError> {
         } else if let Some(json) = line.strip_prefix("#tcpkit-errors ") {
             let e: IntervalErrors = serde_json::from_str(json).map_err(|e| bad(e.to_string()))?;
             // It follows the interval it belongs to.
-            match intervals.last_mut() {
+            match pending.as_mut() {
                 Some(iv) => iv.errors = e.errors,
                 None => return Err(bad("errors before any interval".into())),
             }
@@ -291,7 +322,12 @@ pub fn read(text: &str) -> Result<AgentLog, LogError> {
                         (Some(s), Some(b)) => b.saturating_sub(s),
                         _ => Duration::ZERO,
                     };
-                    intervals.push(LogInterval {
+                    let agent_start = start.ok_or_else(|| bad("an interval before #[StartTime]".into()))?;
+                    if let Some(iv) = pending.take() {
+                        each(SystemTime::UNIX_EPOCH + agent_start, iv);
+                    }
+                    count += 1;
+                    pending = Some(LogInterval {
                         start: h.start_timestamp() + offset,
                         length: h.duration(),
                         histogram,
@@ -309,7 +345,10 @@ pub fn read(text: &str) -> Result<AgentLog, LogError> {
     }
     let meta = meta.ok_or(LogError::NoMeta)?;
     let start = SystemTime::UNIX_EPOCH + start.ok_or(LogError::NoStartTime)?;
-    Ok(AgentLog { meta, start, intervals, end, foreign_lines })
+    if let Some(iv) = pending {
+        each(start, iv);
+    }
+    Ok(AgentInfo { meta, start, intervals: count, end, foreign_lines })
 }
 
 #[cfg(test)]
@@ -397,7 +436,10 @@ mod tests {
         let (text, _) = written();
         let no_start: String =
             text.lines().filter(|l| !l.starts_with("#[StartTime")).map(|l| format!("{l}\n")).collect();
-        assert!(matches!(read(&no_start), Err(LogError::NoStartTime)));
+        let err = read(&no_start).unwrap_err();
+        assert!(err.to_string().contains("before #[StartTime]"), "{err}");
+        let meta_only = text.lines().next().unwrap();
+        assert!(matches!(read(meta_only), Err(LogError::NoStartTime)));
         let corrupt = text.replace(",HISTF", ",HISTX");
         assert!(matches!(read(&corrupt), Err(LogError::Bad { .. })), "{:?}", read(&corrupt));
         let cut = text.replace("#tcpkit {", "#tcpkit {oops");

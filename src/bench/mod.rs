@@ -43,6 +43,7 @@
 //! the request.
 pub mod conn;
 pub mod hdrlog;
+pub mod merge;
 pub mod report;
 mod run;
 pub mod stats;

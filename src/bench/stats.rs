@@ -128,6 +128,12 @@ impl Stats {
         Ok(())
     }
 
+    /// Statistics made elsewhere (a merge): the histogram, replies per second and
+    /// the end of the last one.
+    pub fn from_parts(hist: Histogram<u64>, per_second: Vec<u64>, last: Duration) -> Self {
+        Stats { hist, per_second, last, intervals: None }
+    }
+
     /// The histogram of every sample.
     pub fn histogram(&self) -> &Histogram<u64> {
         &self.hist

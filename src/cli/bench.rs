@@ -26,10 +26,15 @@ use crate::bench::{self, BenchError, Config, Interval, Observer, Progress, Repor
 /// verified replies count. Exit status 1 if any error (a wrong reply, a short read,
 /// a reset, a timeout, a failed connection) unless `--allow-errors`.
 #[derive(Debug, Clone, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct BenchArgs {
+    /// `merge`: add up agents' `--hdr-log` files instead of running.
+    #[command(subcommand)]
+    pub command: Option<BenchCommand>,
+
     /// Server address, HOST:PORT (`[::1]:9999` for IPv6).
-    #[arg(value_name = "ADDR")]
-    pub addr: String,
+    #[arg(value_name = "ADDR", required = true)]
+    pub addr: Option<String>,
 
     /// What each connection does: hello, echo, churn or hold.
     #[arg(short, long, value_name = "WORKLOAD", default_value_t = Workload::default(),
@@ -156,6 +161,56 @@ pub struct BenchArgs {
     pub start_at: Option<SystemTime>,
 }
 
+/// What `tcpkit bench` does besides running.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum BenchCommand {
+    /// Add up the interval logs of agents (`--hdr-log`) and report as one run:
+    /// totals, rate, percentiles of the summed histograms, errors, a per-agent
+    /// table, the start spread, and warnings when the logs do not fit together.
+    Merge(MergeArgs),
+}
+
+/// Flags of `tcpkit bench merge`.
+#[derive(Debug, Clone, Args)]
+pub struct MergeArgs {
+    /// The logs, one per agent (`-` reads stdin).
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+
+    /// Print the result as one JSON object (with `agents`, `timeline`, `warnings`).
+    #[arg(long)]
+    pub json: bool,
+
+    /// Write the merged latency-percentile and rate-over-time chart to this SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
+
+    /// Exit 0 even when the agents counted errors.
+    #[arg(long)]
+    pub allow_errors: bool,
+}
+
+/// Run `tcpkit bench merge`.
+pub fn merge(args: &MergeArgs) -> Result<(), Failure> {
+    let merged = bench::merge::merge_files(&args.files)
+        .map_err(|e| Failure::new(exit_code(&Ending::Local), format!("bench merge: {e}")))?;
+    let mut stdout = std::io::stdout().lock();
+    let printed =
+        if args.json { writeln!(stdout, "{}", merged.json()) } else { write!(stdout, "{}", merged.text()) };
+    // A closed stdout loses the report, not the verdict.
+    drop(printed);
+    if let Some(path) = &args.plot {
+        merged
+            .report
+            .plot(path)
+            .map_err(|e| Failure::new(exit_code(&Ending::Local), format!("bench merge: {e}")))?;
+    }
+    match exit_code(&Ending::Ran { report: &merged.report, allow_errors: args.allow_errors }) {
+        0 => Ok(()),
+        code => Err(Failure::new(code, merged.report.verdict().unwrap_or_default())),
+    }
+}
+
 /// `--shard I/N` as typed; `index` is `None` for `N` alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ShardArg {
@@ -201,7 +256,7 @@ impl BenchArgs {
     /// The library's configuration for these flags; `env` reads the environment
     /// (for `--shard N`).
     pub fn config(&self, env: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
-        let mut c = Config::new(self.addr.clone());
+        let mut c = Config::new(self.addr.clone().unwrap_or_default());
         c.workload = self.workload;
         c.connections = self.connections;
         c.duration = self.duration.map(|t| t.0);
@@ -306,6 +361,9 @@ pub fn exit_code(ending: &Ending<'_>) -> u8 {
 
 /// Run `tcpkit bench` as the flags say: print the report, then end with the verdict.
 pub fn run(args: BenchArgs) -> Result<(), Failure> {
+    if let Some(BenchCommand::Merge(m)) = &args.command {
+        return merge(m);
+    }
     let config = args
         .config(|k| std::env::var(k).ok())
         .map_err(|e| Failure::new(exit_code(&Ending::BadFlags), format!("bench: {e}")))?;
@@ -506,7 +564,7 @@ mod tests {
     #[test]
     fn defaults_are_a_short_closed_loop_hello() {
         let a = bench(&["127.0.0.1:9999"]);
-        assert_eq!(a.addr, "127.0.0.1:9999");
+        assert_eq!(a.addr.as_deref(), Some("127.0.0.1:9999"));
         assert_eq!(a.workload, Workload::Hello);
         assert_eq!(a.connections, 10);
         assert_eq!(a.duration, None);
@@ -572,7 +630,7 @@ mod tests {
             "2",
             "-q",
         ]);
-        assert_eq!(a.addr, "[::1]:7000");
+        assert_eq!(a.addr.as_deref(), Some("[::1]:7000"));
         assert_eq!(a.workload, Workload::Churn);
         assert_eq!(a.connections, 1000);
         assert_eq!(a.duration, Some(Time(Duration::from_secs(30))));
