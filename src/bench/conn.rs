@@ -337,6 +337,8 @@ async fn requests(sh: &Shared, id: u64) -> Result<(), ConnError> {
     let mut conn = greeted(sh, id, READ_BUF).await?;
     ready.fire();
     let clock = sh.clock().await;
+    // With --start-at the clock is set ahead: nothing is sent before its start.
+    sleep_until(clock.start).await;
     let spec = &sh.spec;
     let mut seq = 0u64;
     // Open loop: connections are staggered evenly over one interval.
@@ -454,6 +456,7 @@ async fn hold(sh: &Shared, id: u64) -> Result<(), ConnError> {
 /// word, the server's close) until the end; latency is the whole session.
 async fn churn(sh: &Shared, id: u64) -> Result<(), ConnError> {
     let clock = sh.clock().await;
+    sleep_until(clock.start).await;
     let spec = &sh.spec;
     let mut next_start = match sh.interval {
         Some(iv) => clock.start + iv.mul_f64((id - sh.first_id) as f64 / sh.connections as f64),

@@ -776,6 +776,49 @@ mod tests {
     }
 
     #[test]
+    fn shards_take_their_index_from_the_flag_or_the_job() {
+        let a = bench(&["h:1", "--shard", "2/4", "-c", "8"]);
+        assert_eq!(a.config(|_| None).unwrap().shard, Some(bench::Shard { index: 2, count: 4 }));
+        let a = bench(&["h:1", "--shard", "4", "-c", "8"]);
+        let job = |k: &str| (k == JOB_INDEX_VAR).then(|| "3".to_string());
+        assert_eq!(a.config(job).unwrap().shard, Some(bench::Shard { index: 3, count: 4 }));
+        let err = a.config(|_| None).unwrap_err();
+        assert!(err.contains("JOB_COMPLETION_INDEX is not set"), "{err}");
+        assert!(a.config(|_| Some("x".into())).is_err());
+        assert!(fails(&["h:1", "--shard", "4/4"]));
+        assert!(fails(&["h:1", "--shard", "0"]));
+        assert!(fails(&["h:1", "--shard", "a/b"]));
+    }
+
+    #[test]
+    fn start_times_are_rfc3339_or_unix_seconds() {
+        let t = |s| parse_start_at(s).unwrap().duration_since(SystemTime::UNIX_EPOCH).unwrap();
+        assert_eq!(t("1764568800"), Duration::from_secs(1_764_568_800));
+        assert_eq!(t("1764568800.5"), Duration::from_millis(1_764_568_800_500));
+        assert_eq!(t("2025-12-01T06:00:00Z"), Duration::from_secs(1_764_568_800));
+        assert_eq!(t("2025-12-01T07:00:00+01:00"), Duration::from_secs(1_764_568_800));
+        assert!(parse_start_at("tomorrow").is_err());
+        assert!(parse_start_at("-5").is_err());
+        assert!(parse_start_at("inf").is_err());
+    }
+
+    #[test]
+    fn merge_is_a_subcommand_and_addr_is_required_otherwise() {
+        let a = bench(&["merge", "a.hlog", "b.hlog", "--json"]);
+        match a.command {
+            Some(BenchCommand::Merge(m)) => {
+                assert_eq!(m.files, [PathBuf::from("a.hlog"), PathBuf::from("b.hlog")]);
+                assert!(m.json);
+            }
+            None => panic!("no subcommand"),
+        }
+        assert!(fails(&["merge"]));
+        assert!(fails(&["-c", "3"]));
+        assert!(bench(&["h:1", "--hdr-log", "-"]).config(|_| None).unwrap().intervals.is_some());
+        assert!(bench(&["h:1"]).config(|_| None).unwrap().intervals.is_none());
+    }
+
+    #[test]
     fn durations_take_units() {
         assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
         assert_eq!(parse_duration("2.5"), Ok(Duration::from_millis(2500)));
