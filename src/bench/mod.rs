@@ -46,6 +46,7 @@ pub mod hdrlog;
 pub mod merge;
 pub mod report;
 mod run;
+pub mod search;
 pub mod stats;
 pub mod verify;
 pub mod workload;
@@ -265,6 +266,12 @@ pub enum BenchError {
     /// A start time too far ahead.
     #[error("--start-at is more than {} hours ahead", MAX_START_DELAY.as_secs() / 3600)]
     StartTooLate,
+    /// `--find-max-rate` with `--shard`.
+    #[error("--find-max-rate does not run with --shard: every step's verdict needs every agent's histogram")]
+    SearchWithShard,
+    /// A step count out of range.
+    #[error("--max-steps: {0} is not in 1..={max}", max = search::MAX_STEPS)]
+    Steps(u32),
     /// The address is not `HOST:PORT`.
     #[error("not HOST:PORT: {0:?}")]
     Address(String),

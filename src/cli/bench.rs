@@ -155,10 +155,44 @@ pub struct BenchArgs {
     #[arg(long, value_name = "I/N", value_parser = parse_shard)]
     pub shard: Option<ShardArg>,
 
+    /// `--find-max-rate` and its settings (boxed: they are rarely used).
+    #[command(flatten)]
+    pub search: Box<SearchArgs>,
+
     /// Start the measured window at this wall-clock time, RFC 3339
     /// (`2026-12-01T06:00:00Z`) or Unix seconds; connecting and the warm-up come first.
     #[arg(long, value_name = "TIME", value_parser = parse_start_at)]
     pub start_at: Option<SystemTime>,
+}
+
+/// Flags of `--find-max-rate`.
+#[derive(Debug, Clone, Args)]
+pub struct SearchArgs {
+    /// Search for the highest open-loop rate that meets `--slo` with zero errors:
+    /// short steps of `--step-duration`, doubling from `--min-rate`, then bisecting.
+    #[arg(long, conflicts_with_all = ["rate", "requests", "shard", "hdr_log"])]
+    pub find_max_rate: bool,
+
+    /// The latency target of `--find-max-rate`: `p99<=10ms`, or several, `p50<=1ms,p99<=10ms`.
+    #[arg(long, value_name = "TARGET", default_value = "p99<=10ms", requires = "find_max_rate")]
+    pub slo: bench::search::Slo,
+
+    /// The first (lowest) rate `--find-max-rate` tries, requests per second.
+    #[arg(long, value_name = "R", default_value_t = bench::search::DEFAULT_MIN_RATE, requires = "find_max_rate")]
+    pub min_rate: f64,
+
+    /// The highest rate `--find-max-rate` tries.
+    #[arg(long, value_name = "R", default_value_t = bench::search::DEFAULT_MAX_RATE, requires = "find_max_rate")]
+    pub max_rate: f64,
+
+    /// Most steps `--find-max-rate` runs.
+    #[arg(long, value_name = "N", default_value_t = bench::search::DEFAULT_STEPS, requires = "find_max_rate",
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(bench::search::MAX_STEPS)))]
+    pub max_steps: u32,
+
+    /// Measured time of each `--find-max-rate` step (after `--warmup`).
+    #[arg(long, value_name = "TIME", default_value_t = Time(bench::search::DEFAULT_STEP), requires = "find_max_rate")]
+    pub step_duration: Time,
 }
 
 /// What `tcpkit bench` does besides running.
@@ -346,6 +380,11 @@ pub enum Ending<'a> {
     BadFlags,
     /// Something on this machine failed: the runtime, or writing the chart.
     Local,
+    /// `--find-max-rate` ended; `found` when some rate met the target.
+    Searched {
+        /// Whether any rate met the target.
+        found: bool,
+    },
 }
 
 /// The exit code: 0 when every reply was verified (or `--allow-errors`), 1 for
@@ -355,6 +394,7 @@ pub fn exit_code(ending: &Ending<'_>) -> u8 {
         Ending::Ran { report, allow_errors } => u8::from(report.verdict().is_some() && !allow_errors),
         Ending::Refused(e) if e.is_usage() => 2,
         Ending::BadFlags => 2,
+        Ending::Searched { found } => u8::from(!found),
         Ending::Refused(_) | Ending::Local => 1,
     }
 }
@@ -396,6 +436,9 @@ pub fn run(args: BenchArgs) -> Result<(), Failure> {
         .build()
         .map_err(|e| Failure::new(exit_code(&Ending::Local), format!("bench: runtime: {e}")))?;
     let status = Status { on: !args.quiet && std::io::stderr().is_terminal(), last: None };
+    if args.search.find_max_rate {
+        return search(&args, &config, &rt, status);
+    }
     let mut observers = Observers { status, log };
     let result = rt.block_on(bench::run_with(&config, &mut observers));
     observers.status.clear();
@@ -421,6 +464,40 @@ pub fn run(args: BenchArgs) -> Result<(), Failure> {
     match exit_code(&Ending::Ran { report, allow_errors: args.allow_errors }) {
         0 => Ok(()),
         code => Err(Failure::new(code, report.verdict().unwrap_or_default())),
+    }
+}
+
+/// `--find-max-rate`: run the search, print its steps and answer, plot it.
+fn search(
+    args: &BenchArgs,
+    config: &Config,
+    rt: &tokio::runtime::Runtime,
+    mut status: Status,
+) -> Result<(), Failure> {
+    let search = bench::search::SearchConfig {
+        slo: args.search.slo.clone(),
+        min_rate: args.search.min_rate,
+        max_rate: args.search.max_rate,
+        steps: args.search.max_steps,
+        step: args.search.step_duration.0,
+    };
+    let result = rt.block_on(bench::search::find_max_rate(config, search, &mut status));
+    status.clear();
+    let found = match &result {
+        Ok(s) => s,
+        Err(e) => return Err(Failure::new(exit_code(&Ending::Refused(e)), format!("bench: {e}"))),
+    };
+    let mut stdout = std::io::stdout().lock();
+    let printed =
+        if args.json { writeln!(stdout, "{}", found.json()) } else { write!(stdout, "{}", found.text()) };
+    // A closed stdout loses the report, not the verdict.
+    drop(printed);
+    if let Some(path) = &args.plot {
+        found.plot(path).map_err(|e| Failure::new(exit_code(&Ending::Local), format!("bench: {e}")))?;
+    }
+    match exit_code(&Ending::Searched { found: found.best().is_some() }) {
+        0 => Ok(()),
+        code => Err(Failure::new(code, format!("bench: no rate tried met {}", args.search.slo))),
     }
 }
 
@@ -760,7 +837,9 @@ mod tests {
             host: "x.invalid".into(),
             source: std::io::Error::other("no such host"),
         });
-        let table: [(Ending<'_>, u8); 8] = [
+        let table: [(Ending<'_>, u8); 10] = [
+            (Ending::Searched { found: true }, 0),
+            (Ending::Searched { found: false }, 1),
             (Ending::BadFlags, 2),
             (Ending::Ran { report: &clean, allow_errors: false }, 0),
             (Ending::Ran { report: &failed, allow_errors: true }, 0),

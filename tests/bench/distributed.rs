@@ -304,3 +304,37 @@ fn the_job_runs_a_command_line_tcpkit_accepts_with_shards_matching_completions()
     assert_eq!(config.shard.unwrap().count.to_string(), completions);
     assert!(config.intervals.is_some() && bench.hdr_log.as_deref() == Some("-".as_ref()));
 }
+
+#[test]
+fn find_max_rate_steps_up_to_the_highest_rate_meeting_the_target() {
+    let (_serve, addr) = start_serve(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("search.svg");
+    let search = ["--find-max-rate", "--min-rate", "200", "--max-rate", "800", "--step-duration", "500ms"];
+    let out = tcpkit()
+        .args(["bench", &addr, "-c", "4", "--json", "--slo", "p99<=5s"])
+        .args(search)
+        .arg("--plot")
+        .arg(&svg)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rates: Vec<f64> =
+        j["steps"].as_array().unwrap().iter().map(|s| s["rate"].as_f64().unwrap()).collect();
+    assert_eq!(rates, [200.0, 400.0, 800.0], "doubling up to --max-rate");
+    assert_eq!(j["max_rate"], 800.0);
+    assert!(j["steps"].as_array().unwrap().iter().all(|s| s["errors"] == 0 && s["failed"].is_null()));
+    let chart = std::fs::read_to_string(&svg).unwrap();
+    assert!(chart.contains("latency against offered rate"), "{}", &chart[..200.min(chart.len())]);
+
+    // A target no server meets: one failed step, exit 1 with a verdict.
+    let out = tcpkit().args(["bench", &addr, "-c", "2", "--slo", "p50<=1us"]).args(search).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("fail: p50") && text.contains("no rate tried met the target"), "{text}");
+    assert!(stderr(&out).contains("no rate tried met p50<=1us"), "{}", stderr(&out));
+    // Not with a shard or a fixed rate.
+    let out = tcpkit().args(["bench", &addr, "--find-max-rate", "--rate", "5"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
