@@ -397,6 +397,55 @@ impl Merged {
         s
     }
 
+    /// The merged chart: replies per second over time beside p50 and p99 over
+    /// time, from the timeline (each point from added histograms).
+    pub fn plot(&self, path: &std::path::Path) -> Result<(), String> {
+        use plotters::prelude::*;
+        let t = &self.timeline;
+        let end = t.last().map_or(1.0, |p| p.at_s + 1.0).max(1.0);
+        let max_rate = t.iter().map(|p| p.rate).fold(1.0, f64::max);
+        let max_ms = t.iter().map(|p| p.p99_us as f64 / 1000.0).fold(0.001, f64::max);
+        let title = format!("{} agents to {}, merged", self.agents.len(), self.report.addr);
+        let root = SVGBackend::new(path, (1100, 420)).into_drawing_area();
+        let draw = || -> Result<(), Box<dyn std::error::Error>> {
+            root.fill(&WHITE)?;
+            let root = root.titled(&title, ("sans-serif", 18))?;
+            let (left, right) = root.split_horizontally(550);
+            let mut chart = ChartBuilder::on(&left)
+                .caption("verified replies per second, all agents", ("sans-serif", 15))
+                .margin(10)
+                .x_label_area_size(35)
+                .y_label_area_size(70)
+                .build_cartesian_2d(0f64..end, 0f64..max_rate * 1.1)?;
+            chart
+                .configure_mesh()
+                .x_desc("second")
+                .y_desc("per second")
+                .y_label_formatter(&|v| format!("{v:.0}"))
+                .draw()?;
+            chart.draw_series(LineSeries::new(t.iter().map(|p| (p.at_s, p.rate)), &RED))?;
+            let mut chart = ChartBuilder::on(&right)
+                .caption("latency over time (merged histograms)", ("sans-serif", 15))
+                .margin(10)
+                .x_label_area_size(35)
+                .y_label_area_size(55)
+                .build_cartesian_2d(0f64..end, 0f64..max_ms * 1.1)?;
+            chart.configure_mesh().x_desc("second").y_desc("ms").draw()?;
+            chart
+                .draw_series(LineSeries::new(t.iter().map(|p| (p.at_s, p.p50_us as f64 / 1000.0)), &BLUE))?
+                .label("p50")
+                .legend(|(x, y)| PathElement::new([(x, y), (x + 15, y)], BLUE));
+            chart
+                .draw_series(LineSeries::new(t.iter().map(|p| (p.at_s, p.p99_us as f64 / 1000.0)), &RED))?
+                .label("p99")
+                .legend(|(x, y)| PathElement::new([(x, y), (x + 15, y)], RED));
+            chart.configure_series_labels().border_style(BLACK).draw()?;
+            root.present()?;
+            Ok(())
+        };
+        draw().map_err(|e| format!("plot: {}: {e}", path.display()))
+    }
+
     /// The report's JSON with `agents`, `start_spread_s`, `timeline` and `warnings` added.
     pub fn json(&self) -> serde_json::Value {
         let mut j = self.report.json();
@@ -562,5 +611,10 @@ mod tests {
         assert_eq!(j["verified"], 40);
         assert_eq!(j["agents"][1]["shard"], "1/2");
         assert_eq!(j["start_spread_s"], 0.25);
+        let dir = tempfile::tempdir().unwrap();
+        let svg = dir.path().join("m.svg");
+        merged.plot(&svg).unwrap();
+        let chart = std::fs::read_to_string(&svg).unwrap();
+        assert!(chart.contains("latency over time") && chart.contains("<polyline"), "{}", &chart[..100]);
     }
 }
