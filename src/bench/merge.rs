@@ -25,6 +25,10 @@ use super::stats::{Stats, new_histogram};
 /// timeline's histograms stay within a few tens of MiB.
 pub const MAX_TIMELINE: usize = 300;
 
+/// Largest log read by default, in bytes: a 10-minute log at 1 s intervals is a
+/// few MiB; this bounds memory against a wrong file.
+pub const DEFAULT_MAX_LOG_BYTES: u64 = 256 << 20;
+
 /// Errors kept in full across all agents.
 pub const SHOWN_ERRORS: usize = 5;
 
@@ -111,17 +115,28 @@ pub enum MergeError {
     },
 }
 
-/// Merge the logs at `paths` (`-` is stdin), read one at a time.
-pub fn merge_files(paths: &[std::path::PathBuf]) -> Result<Merged, MergeError> {
+/// Merge the logs at `paths` (`-` is stdin), read one at a time, each at most
+/// `max_bytes` long.
+pub fn merge_files(paths: &[std::path::PathBuf], max_bytes: u64) -> Result<Merged, MergeError> {
+    use std::io::Read;
     let mut merger = Merger::default();
+    let mut text = String::new();
     for path in paths {
         let name = path.display().to_string();
-        let text = if name == "-" {
-            std::io::read_to_string(std::io::stdin())
+        let read_err = |source| MergeError::Read { name: name.clone(), source };
+        let input: Box<dyn Read> = if name == "-" {
+            Box::new(std::io::stdin())
         } else {
-            std::fs::read_to_string(path)
+            Box::new(std::fs::File::open(path).map_err(read_err)?)
+        };
+        text.clear();
+        // One byte over the limit tells a log that is too long from one that fits.
+        input.take(max_bytes.saturating_add(1)).read_to_string(&mut text).map_err(read_err)?;
+        if text.len() as u64 > max_bytes {
+            return Err(read_err(std::io::Error::other(format!(
+                "longer than {max_bytes} bytes (--max-log-bytes)"
+            ))));
         }
-        .map_err(|source| MergeError::Read { name: name.clone(), source })?;
         merger.add(&name, &text)?;
     }
     merger.finish()

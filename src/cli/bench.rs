@@ -215,18 +215,22 @@ pub struct MergeArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// Write the merged latency-percentile and rate-over-time chart to this SVG file.
+    /// Write a chart of the merged rate and p50/p99 over time to this SVG file.
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
 
     /// Exit 0 even when the agents counted errors.
     #[arg(long)]
     pub allow_errors: bool,
+
+    /// Refuse a log longer than this many bytes (each is read whole, one at a time).
+    #[arg(long, value_name = "N", default_value_t = bench::merge::DEFAULT_MAX_LOG_BYTES)]
+    pub max_log_bytes: u64,
 }
 
 /// Run `tcpkit bench merge`.
 pub fn merge(args: &MergeArgs) -> Result<(), Failure> {
-    let merged = bench::merge::merge_files(&args.files)
+    let merged = bench::merge::merge_files(&args.files, args.max_log_bytes)
         .map_err(|e| Failure::new(exit_code(&Ending::Local), format!("bench merge: {e}")))?;
     let mut stdout = std::io::stdout().lock();
     let printed =

@@ -227,6 +227,9 @@ fn four_agents_in_their_own_namespaces_merge_to_the_servers_count() {
     for _ in 0..12 {
         answered += server.wait_log(|v| v["message"] == "closed")["lines"].as_u64().unwrap();
     }
+    let out = tcpkit().args(["bench", "merge", "--max-log-bytes", "100"]).args(&paths).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("longer than 100 bytes"), "{}", stderr(&out));
     let out = tcpkit().args(["bench", "merge", "--json"]).args(&paths).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -241,7 +244,7 @@ fn four_agents_in_their_own_namespaces_merge_to_the_servers_count() {
         j["agents"].as_array().unwrap().iter().map(|a| a["shard"].as_str().unwrap()).collect();
     assert_eq!(shards, ["0/4", "1/4", "2/4", "3/4"]);
     // The independent implementation adds the same logs to the same histogram.
-    let merged = tcpkit::bench::merge::merge_files(&paths).unwrap();
+    let merged = tcpkit::bench::merge::merge_files(&paths, 1 << 30).unwrap();
     let ours = merged.report.stats.histogram();
     assert_eq!(ours.value_at_quantile(0.99), j["latency"]["p99_us"].as_u64().unwrap());
     let refs: Vec<&std::path::Path> = paths.iter().map(|p| p.as_path()).collect();
