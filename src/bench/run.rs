@@ -197,7 +197,7 @@ pub async fn run_with(config: &Config, observer: &mut dyn Observer) -> Result<Re
     if let Some(length) = config.intervals {
         let last = sh.stats.lock().map(|s| s.last()).unwrap_or_default();
         let covered = duration.unwrap_or_default().max(last);
-        emitter.emit(&sh, covered.as_nanos().div_ceil(length.as_nanos().max(1)) as u64, observer);
+        emitter.emit(&sh, intervals_through(covered, length), observer);
     }
     let stats = std::mem::take(&mut *sh.stats.lock().unwrap_or_else(|p| p.into_inner()));
     let errors = std::mem::take(&mut *sh.errors.lock().unwrap_or_else(|p| p.into_inner()));
@@ -251,6 +251,13 @@ impl Emitter {
     }
 }
 
+/// How many intervals of `length` hold every reply up to `covered` from the
+/// window's start: through the one holding `covered` itself, even when it falls
+/// exactly on a boundary.
+fn intervals_through(covered: Duration, length: Duration) -> u64 {
+    (covered.as_nanos() / length.as_nanos().max(1)) as u64 + 1
+}
+
 fn progress(sh: &Shared, phase: &'static str) -> Progress {
     Progress {
         phase,
@@ -268,4 +275,85 @@ async fn resolve(addr: &str) -> Result<SocketAddr, BenchError> {
     let port: u16 = port.parse().map_err(|_| bad())?;
     let addrs = crate::net::connect::resolve(host, port, crate::net::Family::Any).await?;
     addrs.first().copied().ok_or_else(bad)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counts what the observer hears.
+    #[derive(Default)]
+    struct Tally {
+        started: usize,
+        intervals: Vec<(Duration, u64)>,
+    }
+
+    impl Observer for Tally {
+        fn started(&mut self, _: &Started) {
+            self.started += 1;
+        }
+        fn interval(&mut self, iv: &Interval<'_>) {
+            self.intervals.push((iv.start, iv.histogram.len()));
+        }
+    }
+
+    /// A local echo server for the run.
+    async fn echo_server() -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let (mut r, mut w) = s.split();
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn the_intervals_handed_out_add_up_to_the_report_even_when_tiny() {
+        let addr = echo_server().await;
+        let mut config = Config::new(addr.to_string());
+        config.workload = Workload::Echo;
+        config.connections = 3;
+        config.requests = Some(600);
+        // Many boundaries, and more intervals than are held open at once.
+        config.intervals = Some(Duration::from_millis(1));
+        let mut tally = Tally::default();
+        let report = run_with(&config, &mut tally).await.unwrap();
+        assert_eq!(report.stats.count(), 600);
+        assert_eq!(tally.started, 1);
+        assert_eq!(tally.intervals.iter().map(|(_, n)| n).sum::<u64>(), 600);
+        let starts: Vec<Duration> = tally.intervals.iter().map(|(s, _)| *s).collect();
+        assert!(
+            starts.windows(2).all(|w| w[1] == w[0] + Duration::from_millis(1)),
+            "in order, no gaps: {starts:?}"
+        );
+    }
+
+    #[test]
+    fn the_last_interval_holds_a_reply_on_its_boundary() {
+        let s = Duration::from_secs;
+        assert_eq!(intervals_through(s(2), s(1)), 3, "a reply at exactly 2 s is in interval 2");
+        assert_eq!(intervals_through(Duration::from_millis(2500), s(1)), 3);
+        assert_eq!(intervals_through(Duration::ZERO, s(1)), 1);
+    }
+
+    #[tokio::test]
+    async fn a_shard_runs_its_share_under_its_own_numbers() {
+        let addr = echo_server().await;
+        let mut config = Config::new(addr.to_string());
+        config.workload = Workload::Echo;
+        config.connections = 10;
+        config.requests = Some(100);
+        config.message = "c{conn}".into();
+        config.shard = Some(crate::bench::Shard { index: 3, count: 4 });
+        let report = run(&config).await.unwrap();
+        // Agent 3 of 4: connections 8 and 9 (10 = 3 + 3 + 2 + 2), 25 requests.
+        assert_eq!((report.first_id, report.connections), (8, 2));
+        assert_eq!(report.stats.count(), 25);
+        assert!(report.verdict().is_none());
+    }
 }
