@@ -2,8 +2,10 @@
 //! starts its own servers on port 0 (loopback only) and stops them.
 
 mod bench;
+mod cli;
 mod connect;
 mod fetch;
 mod hostile;
+mod netns;
 mod serve;
 mod util;

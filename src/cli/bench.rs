@@ -16,6 +16,7 @@ use std::time::{Duration, SystemTime};
 use clap::Args;
 use clap::builder::TypedValueParser;
 
+use super::duration::parse_duration;
 use crate::Failure;
 use crate::bench::hdrlog::HdrLogWriter;
 use crate::bench::{self, BenchError, Config, Interval, Observer, Progress, Report, Started, Workload};
@@ -122,7 +123,9 @@ pub struct BenchArgs {
     pub json: bool,
 
     /// Write a latency-percentile and throughput-over-time chart to this SVG file.
-    #[arg(long, value_name = "FILE.svg")]
+    /// The file is checked (opened for writing) before the run, so a bad path
+    /// fails at once rather than after the whole measurement.
+    #[arg(long, value_name = "FILE.svg", value_parser = writable_file)]
     pub plot: Option<PathBuf>,
 
     /// Runtime threads: 1 runs every connection on one thread (the least CPU per
@@ -564,25 +567,22 @@ pub struct Sources(pub Vec<IpAddr>);
 /// few dozen already allow millions of connections.
 pub const MAX_SOURCES: usize = 4096;
 
-/// Parse `10`, `2.5`, `10s`, `500ms`, `2m` into a duration.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (number, scale) = if let Some(n) = s.strip_suffix("ms") {
-        (n, 0.001)
-    } else if let Some(n) = s.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = s.strip_suffix('m') {
-        (n, 60.0)
-    } else {
-        (s, 1.0)
-    };
-    let value: f64 =
-        number.trim().parse().map_err(|_| format!("not a duration: {s:?} (try 10, 2.5s, 500ms, 2m)"))?;
-    let secs = value * scale;
-    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
-        return Err(format!("duration out of range: {s:?}"));
+/// A path the report can be written to: opened for writing now (without
+/// truncating an existing file), and removed again if this check created it.
+pub fn writable_file(s: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(s);
+    let existed = path.symlink_metadata().is_ok();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| format!("cannot write {s}: {e}"))?;
+    if !existed {
+        // Best effort: the run writes the file again at the end anyway.
+        let _ = std::fs::remove_file(&path);
     }
-    Ok(Duration::from_secs_f64(secs))
+    Ok(path)
 }
 
 /// Parse `--source`: comma-separated addresses or inclusive ranges `A-B` of the
@@ -924,5 +924,26 @@ mod tests {
         // Ranges cross octet boundaries.
         assert_eq!(parse_sources("10.0.0.255-10.0.1.0").unwrap().0.len(), 2);
         assert!(parse_sources(",").is_err());
+    }
+
+    #[test]
+    fn plot_path_is_checked_before_the_run_and_left_as_it_was() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(["tcpkit", "bench"].iter().chain(args)).map(|c| match c.command {
+                Command::Bench(a) => a,
+                other => panic!("not bench: {other:?}"),
+            })
+        };
+        let e = parse(&["--plot", "/nonexistent-dir/out.svg", "127.0.0.1:1"]).unwrap_err();
+        assert!(e.to_string().contains("cannot write /nonexistent-dir/out.svg"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let fresh = dir.path().join("new.svg");
+        let a = parse(&["--plot", fresh.to_str().unwrap(), "127.0.0.1:1"]).unwrap();
+        assert_eq!(a.plot.as_deref(), Some(fresh.as_path()));
+        assert!(!fresh.exists(), "the check must not leave an empty file behind");
+        let old = dir.path().join("old.svg");
+        std::fs::write(&old, "keep").unwrap();
+        parse(&["--plot", old.to_str().unwrap(), "127.0.0.1:1"]).unwrap();
+        assert_eq!(std::fs::read_to_string(&old).unwrap(), "keep");
     }
 }

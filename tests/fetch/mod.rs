@@ -1,13 +1,14 @@
 //! Integration tests of `tcpkit fetch`: the binary against servers started here
 //! (hyper, a scripted raw socket, rustls), checking exit codes, output and files.
 
+mod curl_compat;
 mod errors;
 #[cfg(feature = "interop")]
 mod interop;
 mod output;
 mod redirects;
 mod requests;
-mod servers;
+pub(crate) mod servers;
 mod tls;
 
 use std::path::Path;
