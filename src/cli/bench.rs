@@ -16,11 +16,10 @@ use std::time::{Duration, SystemTime};
 use clap::Args;
 use clap::builder::TypedValueParser;
 
+use super::duration::parse_duration;
 use crate::Failure;
 use crate::bench::hdrlog::HdrLogWriter;
 use crate::bench::{self, BenchError, Config, Interval, Observer, Progress, Report, Started, Workload};
-
-use super::duration::parse_duration;
 
 /// Load-test a line-based TCP server, verifying every reply.
 ///
