@@ -11,6 +11,8 @@ use std::time::Duration;
 use crate::util::{ServeProcess, tcpkit};
 
 #[cfg(feature = "interop")]
+mod haproxy;
+#[cfg(feature = "interop")]
 mod interop;
 mod proxy;
 
