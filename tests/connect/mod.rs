@@ -14,6 +14,8 @@ use crate::util::{ServeProcess, tcpkit};
 mod haproxy;
 #[cfg(feature = "interop")]
 mod interop;
+#[cfg(feature = "interop")]
+mod nginx;
 mod proxy;
 
 /// Bound on any one blocking step of a test: a broken client or server fails
