@@ -12,7 +12,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => args.run(),
         Command::Connect(args) => args.run(),
         Command::Fetch(args) => args.run(),
-        Command::Bench(args) => tcpkit::bench::run(args),
+        Command::Bench(args) => tcpkit::cli::bench::run(args),
         Command::Completions(args) => tcpkit::cli::completions(&args),
         Command::Man => tcpkit::cli::man(),
     };

@@ -3,14 +3,14 @@
 //! Each command's flags live in their own file beside this one, with parse tests.
 //! Not for: behaviour. These types only describe what the user asked for.
 
-mod bench;
+pub mod bench;
 mod connect;
 pub mod duration;
 mod fetch;
 mod serve;
 
 pub use crate::log::LogFormat;
-pub use bench::{BenchArgs, Sources, Workload};
+pub use bench::{BenchArgs, Sources};
 pub use connect::ConnectArgs;
 pub use fetch::FetchArgs;
 pub use serve::ServeArgs;
