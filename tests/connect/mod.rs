@@ -11,7 +11,11 @@ use std::time::Duration;
 use crate::util::{ServeProcess, tcpkit};
 
 #[cfg(feature = "interop")]
+mod haproxy;
+#[cfg(feature = "interop")]
 mod interop;
+#[cfg(feature = "interop")]
+mod nginx;
 mod proxy;
 
 /// Bound on any one blocking step of a test: a broken client or server fails
