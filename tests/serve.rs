@@ -516,3 +516,72 @@ fn serve_and_bench_agree_on_every_reply_template() {
         assert_eq!(j["verified"], 50, "{template}: {j}");
     }
 }
+
+#[test]
+fn proxy_protocol_logs_the_client_beside_the_balancer_and_refuses_a_missing_header() {
+    let mut p = Proc::start(&["--proxy-protocol"]);
+    // v1, then the conversation.
+    let mut s = StdStream::connect(p.addr).unwrap();
+    s.set_read_timeout(Some(LIMIT)).unwrap();
+    s.write_all(b"PROXY TCP4 203.0.113.7 192.0.2.1 51234 9999\r\nMichael\nexit\n").unwrap();
+    assert_eq!(std_read_to_end(&mut s), b"Welcome!\nHello, Michael!\n");
+    let line = p.wait_log(|v| v["message"] == "closed");
+    assert_eq!(line["client"], "203.0.113.7:51234", "{line}");
+    assert_eq!(line["client_local"], "192.0.2.1:9999", "{line}");
+    assert_eq!(line["peer"], s.local_addr().unwrap().to_string(), "{line}");
+    // v2 with a UNIQUE_ID TLV, as HAProxy's send-proxy-v2 sends it.
+    let addrs: ppp::v2::Addresses = (
+        "[2001:db8::1]:4000".parse::<SocketAddr>().unwrap(),
+        "[2001:db8::2]:9999".parse::<SocketAddr>().unwrap(),
+    )
+        .into();
+    let header = ppp::v2::Builder::with_addresses(
+        ppp::v2::Version::Two | ppp::v2::Command::Proxy,
+        ppp::v2::Protocol::Stream,
+        addrs,
+    )
+    .write_tlv(ppp::v2::Type::UniqueId, b"req-42")
+    .unwrap()
+    .build()
+    .unwrap();
+    let mut s = StdStream::connect(p.addr).unwrap();
+    s.set_read_timeout(Some(LIMIT)).unwrap();
+    s.write_all(&[&header[..], b"Tracy\nexit\n"].concat()).unwrap();
+    assert_eq!(std_read_to_end(&mut s), b"Welcome!\nHello, Tracy!\n");
+    let line = p.wait_log(|v| v["message"] == "closed");
+    assert_eq!(
+        (line["client"].as_str(), line["unique_id"].as_str()),
+        (Some("[2001:db8::1]:4000"), Some("req-42"))
+    );
+    // No header: closed before a byte is sent, logged with the reason.
+    let mut s = StdStream::connect(p.addr).unwrap();
+    s.set_read_timeout(Some(LIMIT)).unwrap();
+    s.write_all(b"Michael\nexit\nmore bytes\n").unwrap();
+    assert_closed_without_a_byte(&mut s);
+    let line = p.wait_log(|v| v["message"] == "closed");
+    assert_eq!(
+        (line["level"].as_str(), line["reason"].as_str()),
+        (Some("WARN"), Some("proxy header: no PROXY header"))
+    );
+}
+
+/// The server closed (a reset is fine: it refused a peer whose bytes it did
+/// not read) without sending anything.
+fn assert_closed_without_a_byte(s: &mut StdStream) {
+    let mut out = Vec::new();
+    match s.read_to_end(&mut out) {
+        Ok(_) => assert!(out.is_empty(), "{out:?}"),
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+    }
+}
+
+#[test]
+fn proxy_trusted_refuses_a_header_from_any_other_peer() {
+    let mut p = Proc::start(&["--proxy-protocol", "--proxy-trusted", "192.0.2.0/24"]);
+    let mut s = StdStream::connect(p.addr).unwrap();
+    s.set_read_timeout(Some(LIMIT)).unwrap();
+    s.write_all(b"PROXY TCP4 203.0.113.7 192.0.2.1 51234 9999\r\nMichael\n").unwrap();
+    assert_closed_without_a_byte(&mut s);
+    let line = p.wait_log(|v| v["message"] == "closed");
+    assert_eq!(line["reason"], "proxy header: untrusted peer", "{line}");
+}

@@ -82,6 +82,17 @@ pub struct ServeArgs {
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=serve::MAX_THREADS as u64))]
     pub threads: usize,
 
+    /// Expect a PROXY protocol header (v1 or v2, HAProxy's spec) first on
+    /// every connection, as sent by a load balancer; the log line then shows
+    /// the client's addresses beside the balancer's. Never auto-detected.
+    #[arg(long)]
+    pub proxy_protocol: bool,
+
+    /// Peers allowed to send a PROXY header (CIDR; repeat for several); a
+    /// connection from any other is closed. Default: loopback.
+    #[arg(long, value_name = "CIDR", requires = "proxy_protocol")]
+    pub proxy_trusted: Vec<serve::proxy::Cidr>,
+
     /// Log warnings and errors only (no per-connection lines).
     #[arg(short, long, conflicts_with = "verbose")]
     pub quiet: bool,
@@ -109,6 +120,13 @@ impl ServeArgs {
             idle_timeout: (!self.idle_timeout.is_zero()).then_some(self.idle_timeout),
             shutdown_timeout: self.shutdown_timeout,
             threads: self.threads,
+            proxy_protocol: self.proxy_protocol.then(|| {
+                if self.proxy_trusted.is_empty() {
+                    serve::proxy::default_trusted()
+                } else {
+                    self.proxy_trusted.clone()
+                }
+            }),
         }
     }
 }

@@ -94,6 +94,8 @@ pub enum CloseReason {
     Shutdown,
     /// The server-wide budget for partial lines was spent.
     InputBudget,
+    /// `--proxy-protocol`: no valid header came first.
+    ProxyHeader(super::proxy::HeaderError),
     /// Any other I/O error.
     Error(io::ErrorKind),
 }
@@ -109,6 +111,7 @@ impl fmt::Display for CloseReason {
             CloseReason::Reset => f.write_str("reset"),
             CloseReason::Shutdown => f.write_str("shutdown"),
             CloseReason::InputBudget => f.write_str("input budget"),
+            CloseReason::ProxyHeader(e) => write!(f, "proxy header: {e}"),
             CloseReason::Error(e) => write!(f, "error: {e}"),
         }
     }

@@ -48,6 +48,7 @@ pub mod conn;
 pub mod framing;
 pub mod limits;
 pub mod protocol;
+pub mod proxy;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -123,6 +124,9 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Worker threads; 0 means one per core.
     pub threads: usize,
+    /// Expect a PROXY protocol header (v1 or v2) first on every connection,
+    /// from these peers only; `None`: no header is expected.
+    pub proxy_protocol: Option<Vec<proxy::Cidr>>,
 }
 
 impl Default for Config {
@@ -141,6 +145,7 @@ impl Default for Config {
             idle_timeout: Some(seconds(DEFAULT_IDLE_TIMEOUT)),
             shutdown_timeout: seconds(DEFAULT_SHUTDOWN_TIMEOUT),
             threads: 1,
+            proxy_protocol: None,
         }
     }
 }
@@ -247,6 +252,7 @@ impl Server {
             capacity.max_connections,
             config.shutdown_timeout.min(MAX_TIMEOUT),
             config.backlog,
+            config.proxy_protocol.clone(),
         ));
         Ok(Server { listeners, workers, shared, capacity })
     }
