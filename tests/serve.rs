@@ -585,3 +585,47 @@ fn proxy_trusted_refuses_a_header_from_any_other_peer() {
     let line = p.wait_log(|v| v["message"] == "closed");
     assert_eq!(line["reason"], "proxy header: untrusted peer", "{line}");
 }
+
+/// `GET path` on `addr`, the whole response.
+fn http_get(addr: &str, path: &str) -> String {
+    let mut s = StdStream::connect(addr).unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).unwrap();
+    String::from_utf8(std_read_to_end(&mut s)).unwrap()
+}
+
+#[test]
+fn metrics_are_scraped_in_prometheus_text() {
+    let mut p = Proc::start(&["--metrics", "127.0.0.1:0", "--max-connections", "1"]);
+    let metrics = p.wait_log(|v| v["message"] == "metrics")["addr"].as_str().unwrap().to_string();
+    let mut held = StdStream::connect(p.addr).unwrap();
+    held.write_all(b"a\nb\n").unwrap();
+    let mut got = [0; 9 + 20];
+    held.set_read_timeout(Some(LIMIT)).unwrap();
+    held.read_exact(&mut got).unwrap();
+    // Over the limit of one: told busy.
+    let mut busy = StdStream::connect(p.addr).unwrap();
+    assert_eq!(std_read_to_end(&mut busy), b"ERR server busy\n");
+    let _ = p.wait_log(|v| v["reason"] == "busy");
+    let text = http_get(&metrics, "/metrics");
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    for want in
+        ["tcpkit_connections_open 1", "tcpkit_busy_refusals_total 1", "tcpkit_connections_accepted_total 1"]
+    {
+        assert!(text.contains(want), "{want} not in {text}");
+    }
+    held.write_all(b"exit\n").unwrap();
+    assert_eq!(std_read_to_end(&mut held), b"");
+    let _ = p.wait_log(|v| v["reason"] == "quit");
+    let text = http_get(&metrics, "/metrics");
+    for want in [
+        "tcpkit_connections_open 0",
+        "tcpkit_connections_closed_total{reason=\"quit\"} 1",
+        "tcpkit_lines_total 2",
+        "tcpkit_received_bytes_total 9",
+        "tcpkit_sent_bytes_total 29",
+        "tcpkit_connection_duration_seconds_count 1",
+    ] {
+        assert!(text.contains(want), "{want} not in {text}");
+    }
+    assert!(http_get(&metrics, "/other").starts_with("HTTP/1.1 404"));
+}

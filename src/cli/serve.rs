@@ -93,6 +93,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "CIDR", requires = "proxy_protocol")]
     pub proxy_trusted: Vec<serve::proxy::Cidr>,
 
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9100).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
+
     /// Log warnings and errors only (no per-connection lines).
     #[arg(short, long, conflicts_with = "verbose")]
     pub quiet: bool,
@@ -120,6 +124,7 @@ impl ServeArgs {
             idle_timeout: (!self.idle_timeout.is_zero()).then_some(self.idle_timeout),
             shutdown_timeout: self.shutdown_timeout,
             threads: self.threads,
+            metrics: self.metrics,
             proxy_protocol: self.proxy_protocol.then(|| {
                 if self.proxy_trusted.is_empty() {
                     serve::proxy::default_trusted()
@@ -161,6 +166,9 @@ fn run(args: ServeArgs) -> Result<(), Failure> {
         }
         for addr in server.local_addrs() {
             info!(%addr, "listening");
+        }
+        if let Some(addr) = server.metrics_addr() {
+            info!(%addr, "metrics");
         }
         let c = server.capacity();
         info!(

@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use super::conn::{self, CloseReason, ConnConfig, ConnStats};
+use super::metrics::Metrics;
 use super::proxy::{self, Cidr, Proxied};
 use super::{ACCEPT_BACKOFF_MAX, ServeError, protocol};
 
@@ -47,6 +48,7 @@ pub(super) struct Shared {
     backlog: u32,
     /// Peers trusted to send a PROXY header, when one is expected.
     proxy: Option<Vec<Cidr>>,
+    metrics: Arc<Metrics>,
     served: AtomicU64,
     busy: AtomicU64,
     cut: AtomicU64,
@@ -63,6 +65,7 @@ impl Shared {
         Shared {
             conn,
             proxy,
+            metrics: Arc::new(Metrics::default()),
             active: AtomicUsize::new(0),
             max_connections,
             shutdown_timeout,
@@ -71,6 +74,10 @@ impl Shared {
             busy: AtomicU64::new(0),
             cut: AtomicU64::new(0),
         }
+    }
+
+    pub(super) fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
     }
 
     pub(super) fn totals(&self) -> Totals {
@@ -202,6 +209,7 @@ fn admit(stream: TcpStream, peer: SocketAddr, ctx: &AcceptCtx) {
     if shared.active.fetch_add(1, Ordering::AcqRel) >= shared.max_connections {
         shared.active.fetch_sub(1, Ordering::AcqRel);
         shared.busy.fetch_add(1, Ordering::Relaxed);
+        shared.metrics.refused_busy();
         // The socket is new and its send buffer empty: the line goes out at once.
         let sent = stream.try_write(protocol::BUSY).unwrap_or(0);
         let _ = socket2::SockRef::from(&stream).shutdown(std::net::Shutdown::Write);
@@ -215,6 +223,7 @@ fn admit(stream: TcpStream, peer: SocketAddr, ctx: &AcceptCtx) {
     let (shutdown, hard_stop) = (ctx.shutdown.clone(), ctx.hard_stop.clone());
     ctx.tracker.spawn(async move {
         let guard = ActiveGuard(&shared.active);
+        shared.metrics.opened();
         let mut stream = stream;
         let mut proxied = None;
         if let Some(trusted) = &shared.proxy {
@@ -229,6 +238,7 @@ fn admit(stream: TcpStream, peer: SocketAddr, ctx: &AcceptCtx) {
                         bytes_out: 0,
                         reason: CloseReason::ProxyHeader(e),
                     };
+                    shared.metrics.closed(&stats, start.elapsed());
                     log_close(local, peer, None, start, &stats);
                     return;
                 }
@@ -240,6 +250,7 @@ fn admit(stream: TcpStream, peer: SocketAddr, ctx: &AcceptCtx) {
         if hard_stop.is_cancelled() {
             shared.cut.fetch_add(1, Ordering::Relaxed);
         }
+        shared.metrics.closed(&stats, start.elapsed());
         log_close(local, peer, proxied.as_ref(), start, &stats);
     });
 }

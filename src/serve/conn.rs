@@ -100,6 +100,24 @@ pub enum CloseReason {
     Error(io::ErrorKind),
 }
 
+impl CloseReason {
+    /// A fixed label for the reason (metrics keep label values bounded).
+    pub fn label(&self) -> &'static str {
+        match self {
+            CloseReason::Quit => "quit",
+            CloseReason::Eof => "eof",
+            CloseReason::Idle => "idle",
+            CloseReason::LineTooLong => "line too long",
+            CloseReason::Busy => "busy",
+            CloseReason::Reset => "reset",
+            CloseReason::Shutdown => "shutdown",
+            CloseReason::InputBudget => "input budget",
+            CloseReason::ProxyHeader(_) => "proxy header",
+            CloseReason::Error(_) => "error",
+        }
+    }
+}
+
 impl fmt::Display for CloseReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

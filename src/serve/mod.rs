@@ -47,6 +47,7 @@ mod accept;
 pub mod conn;
 pub mod framing;
 pub mod limits;
+pub mod metrics;
 pub mod protocol;
 pub mod proxy;
 
@@ -127,6 +128,8 @@ pub struct Config {
     /// Expect a PROXY protocol header (v1 or v2) first on every connection,
     /// from these peers only; `None`: no header is expected.
     pub proxy_protocol: Option<Vec<proxy::Cidr>>,
+    /// Serve Prometheus metrics at `http://ADDR/metrics`; `None`: not served.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl Default for Config {
@@ -146,6 +149,7 @@ impl Default for Config {
             shutdown_timeout: seconds(DEFAULT_SHUTDOWN_TIMEOUT),
             threads: 1,
             proxy_protocol: None,
+            metrics: None,
         }
     }
 }
@@ -206,6 +210,7 @@ pub struct Server {
     workers: Vec<Prepared>,
     shared: Arc<Shared>,
     capacity: Capacity,
+    metrics: Option<std::net::TcpListener>,
 }
 
 impl Server {
@@ -231,6 +236,7 @@ impl Server {
             .iter()
             .map(|addr| bind_listener(*addr, config.backlog))
             .collect::<Result<Vec<_>, _>>()?;
+        let metrics = config.metrics.map(metrics::bind).transpose()?;
         let threads = match config.threads {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n.min(MAX_THREADS),
@@ -254,12 +260,17 @@ impl Server {
             config.backlog,
             config.proxy_protocol.clone(),
         ));
-        Ok(Server { listeners, workers, shared, capacity })
+        Ok(Server { listeners, workers, shared, capacity, metrics })
     }
 
     /// The addresses actually bound (port 0 resolved).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.listeners.iter().filter_map(|l| l.local_addr().ok()).collect()
+    }
+
+    /// The metrics endpoint's address, if one was asked for.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// Connections served at once before clients get `ERR server busy`.
@@ -276,6 +287,10 @@ impl Server {
     /// (or the shutdown deadline passed). One worker runs on the current tokio
     /// runtime, the others on their own threads.
     pub async fn run(self, shutdown: CancellationToken) -> Result<Totals, ServeError> {
+        if let Some(listener) = self.metrics {
+            let listener = tokio::net::TcpListener::from_std(listener).map_err(ServeError::Start)?;
+            tokio::spawn(metrics::serve(listener, self.shared.metrics(), shutdown.clone()));
+        }
         let mut done = Vec::new();
         for (i, mut prepared) in self.workers.into_iter().enumerate() {
             let (Some(rt), listeners) = (prepared.rt.take(), std::mem::take(&mut prepared.listeners)) else {
