@@ -629,3 +629,63 @@ fn metrics_are_scraped_in_prometheus_text() {
     }
     assert!(http_get(&metrics, "/other").starts_with("HTTP/1.1 404"));
 }
+
+#[test]
+fn reuse_port_lets_a_second_server_share_the_port_and_take_over() {
+    let mut first = Proc::start(&["--reuse-port"]);
+    let port = first.addr.to_string();
+    let listen = ["serve", "--listen", &port, "--log-format", "json"];
+    // Without the option on both, the port is taken.
+    let out = tcpkit().args(listen).stdin(Stdio::null()).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("in use"), "{out:?}");
+    let child = tcpkit()
+        .args(listen)
+        .arg("--reuse-port")
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let second = Proc::from_child(child);
+    assert_eq!(second.addr, first.addr);
+    first.signal("TERM");
+    assert_eq!(first.wait_exit().code(), Some(0));
+    // The port still answers: the second server serves.
+    let mut s = StdStream::connect(first.addr).unwrap();
+    s.write_all(b"still\nexit\n").unwrap();
+    assert_eq!(std_read_to_end(&mut s), b"Welcome!\nHello, still!\n");
+}
+
+#[test]
+fn socket_activation_serves_the_inherited_listener_and_notifies_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let notify_path = dir.path().join("notify");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    notify.set_read_timeout(Some(LIMIT)).unwrap();
+    // What systemd does: a listening socket at descriptor 3, LISTEN_FDS=1 and
+    // LISTEN_PID set to the server's pid (python keeps its pid across exec).
+    let script = "import os, socket, sys\n\
+                  s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(16)\n\
+                  os.dup2(s.fileno(), 3); os.set_inheritable(3, True)\n\
+                  os.environ['LISTEN_FDS'] = '1'; os.environ['LISTEN_PID'] = str(os.getpid())\n\
+                  os.execv(sys.argv[1], [sys.argv[1], 'serve', '--listen', '127.0.0.1:1', '--log-format', 'json'])\n";
+    let child = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(crate::util::tcpkit_bin())
+        .env("NOTIFY_SOCKET", &notify_path)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut p = Proc::from_child(child);
+    // Not the --listen address: the inherited one.
+    assert_ne!(p.addr.port(), 1);
+    let mut buf = [0; 256];
+    let n = notify.recv(&mut buf).expect("sd_notify message");
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("READY=1"));
+    let mut s = StdStream::connect(p.addr).unwrap();
+    s.write_all(b"systemd\nexit\n").unwrap();
+    assert_eq!(std_read_to_end(&mut s), b"Welcome!\nHello, systemd!\n");
+    p.signal("TERM");
+    assert_eq!(p.wait_exit().code(), Some(0));
+}

@@ -58,7 +58,7 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
-use crate::net::listen::{ListenError, bind_listener};
+use crate::net::listen::{ListenError, bind_listener_shared};
 use accept::Shared;
 use conn::ConnConfig;
 use limits::{Capacity, InputBudget};
@@ -130,6 +130,8 @@ pub struct Config {
     pub proxy_protocol: Option<Vec<proxy::Cidr>>,
     /// Serve Prometheus metrics at `http://ADDR/metrics`; `None`: not served.
     pub metrics: Option<SocketAddr>,
+    /// Set `SO_REUSEPORT` on the listeners, so several servers share a port.
+    pub reuse_port: bool,
 }
 
 impl Default for Config {
@@ -150,6 +152,7 @@ impl Default for Config {
             threads: 1,
             proxy_protocol: None,
             metrics: None,
+            reuse_port: false,
         }
     }
 }
@@ -222,20 +225,30 @@ impl Server {
         if config.listen.is_empty() {
             return Err(ServeError::NoAddress);
         }
-        let worst = config.protocol.reply.reply_len(config.max_line);
-        if worst > config.max_reply {
-            return Err(ServeError::ReplyTooLarge {
-                worst,
-                max_line: config.max_line,
-                max_reply: config.max_reply,
-            });
-        }
-        let open_file_limit = crate::net::listen::raise_open_file_limit();
+        Server::check_reply(config)?;
         let listeners = config
             .listen
             .iter()
-            .map(|addr| bind_listener(*addr, config.backlog))
+            .map(|addr| bind_listener_shared(*addr, config.backlog, config.reuse_port))
             .collect::<Result<Vec<_>, _>>()?;
+        Server::with_listeners(config, listeners)
+    }
+
+    /// As [`Server::bind`], but on listeners made elsewhere (handed over by
+    /// systemd socket activation, say) instead of `config.listen`. They must be
+    /// listening already; they are made non-blocking here.
+    pub fn with_listeners(
+        config: &Config,
+        listeners: Vec<std::net::TcpListener>,
+    ) -> Result<Server, ServeError> {
+        if listeners.is_empty() {
+            return Err(ServeError::NoAddress);
+        }
+        Server::check_reply(config)?;
+        for l in &listeners {
+            l.set_nonblocking(true).map_err(ServeError::Start)?;
+        }
+        let open_file_limit = crate::net::listen::raise_open_file_limit();
         let metrics = config.metrics.map(metrics::bind).transpose()?;
         let threads = match config.threads {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -261,6 +274,19 @@ impl Server {
             config.proxy_protocol.clone(),
         ));
         Ok(Server { listeners, workers, shared, capacity, metrics })
+    }
+
+    /// Refuse a reply template whose worst reply breaks `max_reply`.
+    fn check_reply(config: &Config) -> Result<(), ServeError> {
+        let worst = config.protocol.reply.reply_len(config.max_line);
+        if worst > config.max_reply {
+            return Err(ServeError::ReplyTooLarge {
+                worst,
+                max_line: config.max_line,
+                max_reply: config.max_reply,
+            });
+        }
+        Ok(())
     }
 
     /// The addresses actually bound (port 0 resolved).
