@@ -689,3 +689,6 @@ fn socket_activation_serves_the_inherited_listener_and_notifies_ready() {
     p.signal("TERM");
     assert_eq!(p.wait_exit().code(), Some(0));
 }
+
+#[cfg(feature = "interop")]
+mod haproxy;
