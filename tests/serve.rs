@@ -691,4 +691,6 @@ fn socket_activation_serves_the_inherited_listener_and_notifies_ready() {
 }
 
 #[cfg(feature = "interop")]
+mod deploy;
+#[cfg(feature = "interop")]
 mod haproxy;
