@@ -694,3 +694,4 @@ fn socket_activation_serves_the_inherited_listener_and_notifies_ready() {
 mod deploy;
 #[cfg(feature = "interop")]
 mod haproxy;
+mod restart;
