@@ -73,6 +73,11 @@ pub struct FetchArgs {
     #[arg(short = 'H', long = "header", value_name = "HEADER")]
     pub header: Vec<String>,
 
+    /// Send USER:PASSWORD as Basic auth to the URL's host (never prompts: a user
+    /// without `:PASSWORD` is an error).
+    #[arg(short = 'u', long = "user", value_name = "USER:PASSWORD")]
+    pub user: Option<String>,
+
     /// Follow redirects (301, 302, 303, 307, 308).
     #[arg(short = 'L', long = "location")]
     pub location: bool,
@@ -179,11 +184,7 @@ impl FetchArgs {
             (None, false, Some(_)) => "POST".into(),
             (None, false, None) => "GET".into(),
         };
-        let edits = self
-            .header
-            .iter()
-            .map(|h| policy::parse_header_edit(h))
-            .collect::<Result<Vec<HeaderEdit>, _>>()?;
+        let edits = self.header_edits()?;
         let output = match (&self.output, self.remote_name) {
             (Some(path), _) => Some(path.clone()),
             (None, true) => Some(PathBuf::from(output_name::output_name_from_url(&url))),
@@ -194,8 +195,8 @@ impl FetchArgs {
             Some("-") if output.is_none() => {
                 return Err(FetchError::Usage("-C - resumes a file: give -o FILE or -O".into()));
             }
-            Some("-") if self.include || self.head => {
-                return Err(FetchError::Usage("-C - needs the exact body in the file: drop -i / -I".into()));
+            Some("-") if self.head => {
+                return Err(FetchError::Usage("-C - resumes a body, and -I asks for none: drop -I".into()));
             }
             // A range of an encoded body cannot be appended to decoded bytes.
             Some("-") if self.compressed => {
@@ -204,9 +205,16 @@ impl FetchArgs {
             Some("-") => true,
             Some(other) => return Err(FetchError::Usage(format!("-C {other}: only `-C -` is supported"))),
         };
+        if self.user.as_deref().is_some_and(|u| !u.contains(':')) {
+            return Err(FetchError::Usage(
+                "-u USER without :PASSWORD: tcpkit never prompts; give -u USER:PASSWORD".into(),
+            ));
+        }
         let mut cfg = Config::new(url);
+        cfg.user = self.user.clone();
         cfg.method = method;
-        cfg.form = !self.data.is_empty();
+        // Both -d and --data-binary are forms unless -H says otherwise, as in curl.
+        cfg.form = body.is_some();
         cfg.body = body;
         cfg.edits = edits;
         cfg.resume = resume;
@@ -234,6 +242,42 @@ impl FetchArgs {
         cfg.output = output;
         cfg.fail = self.fail;
         Ok(cfg)
+    }
+
+    /// The `-w` format: as given, or `@FILE` (`@-`: stdin) read from a file, as curl.
+    fn write_out_format(&self) -> Result<Option<String>, FetchError> {
+        let Some(format) = &self.write_out else { return Ok(None) };
+        let Some(path) = format.strip_prefix('@') else { return Ok(Some(format.clone())) };
+        let text = if path == "-" {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).map(|_| text)
+        } else {
+            std::fs::read_to_string(path)
+        };
+        text.map(Some).map_err(|source| FetchError::ReadFile { path: path.into(), source })
+    }
+
+    /// The `-H` edits: `Name: value` arguments, and `@FILE` (`@-`: stdin) for one
+    /// header per line of a file, as curl reads them.
+    fn header_edits(&self) -> Result<Vec<HeaderEdit>, FetchError> {
+        let mut edits = Vec::new();
+        for arg in &self.header {
+            let Some(path) = arg.strip_prefix('@') else {
+                edits.push(policy::parse_header_edit(arg)?);
+                continue;
+            };
+            let text = if path == "-" {
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).map(|_| text)
+            } else {
+                std::fs::read_to_string(path)
+            }
+            .map_err(|source| FetchError::ReadFile { path: path.into(), source })?;
+            for line in text.lines().map(str::trim_end).filter(|l| !l.is_empty()) {
+                edits.push(policy::parse_header_edit(line)?);
+            }
+        }
+        Ok(edits)
     }
 
     /// The body of `-d` / `--data-binary`: literal, or `@FILE` (newlines stripped for
@@ -276,6 +320,7 @@ impl FetchArgs {
             if show_errors { Failure::new(code, format!("{e}{hint}")) } else { Failure::silent(code) }
         };
         let cfg = self.config().map_err(|e| failure(&e, String::new()))?;
+        let write_out = self.write_out_format().map_err(|e| failure(&e, String::new()))?;
         let outcome = fetch::Client::new(cfg.clone()).run();
         let hint = match &outcome.partial {
             // Decoded bytes cannot be resumed: `-C -` refuses --compressed.
@@ -290,16 +335,23 @@ impl FetchArgs {
         if self.timing {
             to_stderr(&timing::render(&outcome.metrics.hops));
         }
-        if let Some(format) = &self.write_out {
+        if let Some(format) = &write_out {
             let mut vars = outcome.metrics.write_out_vars(&cfg, &outcome.result);
             vars.exitcode = outcome.result.as_ref().err().map_or(0, exit_code);
-            let (text, warnings) = writeout::render_with_warnings(format, &vars);
+            let (pieces, warnings) = writeout::render_targets(format, &vars);
             for w in warnings.iter().filter(|_| show_errors) {
                 to_stderr(&format!("tcpkit: warning: {w}\n"));
             }
             // A closed stdout is reported by the transfer itself; -w adds nothing to it.
-            let _ = std::io::stdout().write_all(text.as_bytes());
-            let _ = std::io::stdout().flush();
+            for (target, text) in pieces {
+                match target {
+                    writeout::Target::Stdout => {
+                        let _ = std::io::stdout().write_all(text.as_bytes());
+                        let _ = std::io::stdout().flush();
+                    }
+                    writeout::Target::Stderr => to_stderr(&text),
+                }
+            }
         }
         outcome.result.map_err(|e| failure(&e, hint))
     }
@@ -321,6 +373,7 @@ pub fn exit_code(err: &FetchError) -> u8 {
         FetchError::Connect(ConnectError::TimedOut { .. }) => 28,
         FetchError::Connect(_) => 7,
         FetchError::WeirdReply(_) => 8,
+        FetchError::PartialHead { .. } => 18,
         FetchError::Http(e) => match e {
             Http1Error::Truncated { .. } => 18,
             Http1Error::HeadTooLarge { .. }
@@ -328,6 +381,7 @@ pub fn exit_code(err: &FetchError) -> u8 {
             | Http1Error::InvalidContentLength { .. }
             | Http1Error::ConflictingContentLength { .. } => 8,
             Http1Error::UnsupportedTransferEncoding { .. } => 61,
+            Http1Error::UnsupportedVersion { .. } => 1,
             Http1Error::InvalidRequest { .. } => 2,
             Http1Error::BadChunkSize { .. }
             | Http1Error::ChunkSizeOverflow { .. }
@@ -469,7 +523,7 @@ mod tests {
             &["-I", "-d", "x", "http://h/"][..],
             &["-C", "-", "http://h/"],
             &["-C", "100", "-o", "f", "http://h/"],
-            &["-C", "-", "-i", "-o", "f", "http://h/"],
+            &["-C", "-", "-I", "-o", "f", "http://h/"],
             &["-C", "-", "--compressed", "-o", "f", "http://h/"],
             &["-H", "bad header", "http://h/"],
         ] {
@@ -514,6 +568,8 @@ mod tests {
         let http = |e: Http1Error| FetchError::Http(e);
         let table: Vec<(u8, FetchError)> = vec![
             (1, FetchError::Scheme("ftp".into())),
+            (1, http(Http1Error::UnsupportedVersion { offset: 5 })),
+            (18, FetchError::PartialHead { received: 10 }),
             (2, FetchError::Usage("u".into())),
             (2, http(Http1Error::InvalidRequest { reason: "r".into() })),
             (3, FetchError::Url { url: "u".into(), reason: "r".into() }),

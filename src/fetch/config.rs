@@ -38,6 +38,9 @@ pub struct Config {
     pub body: Option<Body>,
     /// The body is a form (`-d`): `Content-Type: application/x-www-form-urlencoded`.
     pub form: bool,
+    /// `USER:PASSWORD` sent as Basic auth to the URL's origin (`-u`); before the URL's
+    /// own userinfo.
+    pub user: Option<String>,
     /// Header edits (`-H`), applied in order over the defaults.
     pub edits: Vec<HeaderEdit>,
     /// Write the body to this file (through `FILE.part`); `None`: stdout.
@@ -88,6 +91,7 @@ impl Config {
             method: "GET".into(),
             body: None,
             form: false,
+            user: None,
             edits: Vec::new(),
             output: None,
             resume: false,

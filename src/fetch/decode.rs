@@ -91,7 +91,10 @@ impl ContentDecoder {
             .into_iter()
             .flat_map(|v| v.split(|&b| b == b','))
             .map(<[u8]>::trim_ascii)
-            .filter(|c| !c.is_empty() && !c.eq_ignore_ascii_case(b"identity"))
+            // `none` is no coding too, as curl reads it.
+            .filter(|c| {
+                !c.is_empty() && !c.eq_ignore_ascii_case(b"identity") && !c.eq_ignore_ascii_case(b"none")
+            })
             .collect();
         if codings.len() > MAX_ENCODINGS {
             return Err(DecodeError::TooMany { count: codings.len() });
@@ -621,7 +624,7 @@ mod tests {
 
     #[test]
     fn no_coding_or_identity_passes_bytes_through() {
-        for ce in [None, Some(&b"identity"[..]), Some(b""), Some(b" Identity , ")] {
+        for ce in [None, Some(&b"identity"[..]), Some(b""), Some(b" Identity , "), Some(b"none")] {
             let mut d = ContentDecoder::new(ce).unwrap();
             assert!(d.is_identity());
             let mut out = Vec::new();

@@ -67,6 +67,12 @@ pub enum FetchError {
     /// protocol switch (exit 8, curl's "weird server reply").
     #[error("weird server reply: {0}")]
     WeirdReply(String),
+    /// The connection closed inside a response head.
+    #[error("connection closed inside a response head after {received} bytes")]
+    PartialHead {
+        /// Response bytes received.
+        received: u64,
+    },
     /// The connection closed before any response byte (exit 52).
     #[error("empty reply from server")]
     EmptyReply,

@@ -108,8 +108,10 @@ impl Metrics {
                 .map(|v| String::from_utf8_lossy(v).into_owned())
                 .unwrap_or_default()
         };
-        let redirect_url = match (cfg.follow, head) {
-            (false, Some(h)) if policy::is_redirect(h.status) => self
+        // Set whenever the last response is a redirect: not followed (no -L), or
+        // stopped by max_redirs.
+        let redirect_url = match head {
+            Some(h) if policy::is_redirect(h.status) => self
                 .current_url
                 .as_ref()
                 .and_then(|u| u.join(&text("location")).ok())
@@ -150,6 +152,14 @@ impl Metrics {
             filename_effective: cfg.output.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
             exitcode: 0,
             errormsg: result.as_ref().err().map(ToString::to_string).unwrap_or_default(),
+            headers: head
+                .map(|h| {
+                    h.headers
+                        .iter()
+                        .map(|(n, v)| (n.clone(), String::from_utf8_lossy(v).into_owned()))
+                        .collect()
+                })
+                .unwrap_or_default(),
         }
     }
 }

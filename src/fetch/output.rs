@@ -19,6 +19,9 @@ pub(crate) struct Output {
     pub sink: Option<Sink>,
     /// `-D`: the file every head goes to, and its name for messages.
     dump: Option<(File, String)>,
+    /// `-i` with `-C -`: the heads, held until the resume decision opens the sink
+    /// (bounded by `max_head`, as the heads are).
+    held: Vec<u8>,
     /// When `-m` runs out, and `-m` itself: checked between decoded pieces, since
     /// decoding a bomb is work that never waits on the runtime's timer.
     deadline: Option<(Instant, Duration)>,
@@ -27,7 +30,7 @@ pub(crate) struct Output {
 impl Output {
     pub fn new(cfg: &Config) -> Output {
         let deadline = cfg.max_time.and_then(|d| Some((Instant::now().checked_add(d)?, d)));
-        Output { sink: None, dump: None, deadline }
+        Output { sink: None, dump: None, held: Vec::new(), deadline }
     }
 
     /// A head as received: to -D, to stderr with -v, into the output with -i.
@@ -49,7 +52,9 @@ impl Output {
         if cfg.verbose {
             to_stderr(&prefixed("< ", raw));
         }
-        if cfg.include {
+        if cfg.include && cfg.resume && self.sink.is_none() {
+            self.held.extend_from_slice(raw);
+        } else if cfg.include {
             self.open(cfg, Start::Fresh)?;
             if let Some(sink) = self.sink.as_mut() {
                 sink.write_all(raw).map_err(|source| FetchError::Write { what: sink.describe(), source })?;
@@ -70,7 +75,34 @@ impl Output {
                 source,
             })?,
         };
-        self.sink = Some(sink);
+        let sink = self.sink.insert(sink);
+        if !self.held.is_empty() {
+            let held = std::mem::take(&mut self.held);
+            sink.write_all(&held).map_err(|source| FetchError::Write { what: sink.describe(), source })?;
+        }
+        Ok(())
+    }
+
+    /// A chunked body's trailer fields, as curl shows them: after the body with `-i`,
+    /// at the end of the heads with `-D`.
+    pub fn trailers(&mut self, cfg: &Config, fields: &[(String, Vec<u8>)]) -> Result<(), FetchError> {
+        if fields.is_empty() || !(cfg.include || self.dump.is_some()) {
+            return Ok(());
+        }
+        let mut raw = Vec::new();
+        for (name, value) in fields {
+            raw.extend_from_slice(name.as_bytes());
+            raw.extend_from_slice(b": ");
+            raw.extend_from_slice(value);
+            raw.extend_from_slice(b"\r\n");
+        }
+        raw.extend_from_slice(b"\r\n");
+        if let Some((file, what)) = &mut self.dump {
+            file.write_all(&raw).map_err(|source| FetchError::Write { what: what.clone(), source })?;
+        }
+        if let (true, Some(sink)) = (cfg.include, self.sink.as_mut()) {
+            sink.write_all(&raw).map_err(|source| FetchError::Write { what: sink.describe(), source })?;
+        }
         Ok(())
     }
 

@@ -117,6 +117,8 @@ pub struct HeaderPlan<'a> {
     pub edits: &'a [HeaderEdit],
     /// Apply the credential and Host edits (false after a redirect to another origin).
     pub credentials: bool,
+    /// `-u USER:PASSWORD`: Basic credentials, before the URL's userinfo.
+    pub user: Option<&'a str>,
 }
 
 /// The request headers for `url`: the defaults, then the `-H` edits applied.
@@ -127,7 +129,11 @@ pub fn build_headers(url: &Url, plan: &HeaderPlan<'_>) -> Vec<(String, String)> 
         ("Accept".into(), "*/*".into()),
     ];
     // Credentials from the URL go to its own origin only, like `-H Authorization`.
-    if let Some(auth) = basic_auth(url).filter(|_| plan.credentials) {
+    let from_user = plan.user.map(|u| {
+        use base64::Engine as _;
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(u))
+    });
+    if let Some(auth) = from_user.or_else(|| basic_auth(url)).filter(|_| plan.credentials) {
         headers.insert(1, ("Authorization".into(), auth));
     }
     if plan.compressed {
@@ -148,6 +154,10 @@ pub fn build_headers(url: &Url, plan: &HeaderPlan<'_>) -> Vec<(String, String)> 
         match edit {
             HeaderEdit::Set(name, _) | HeaderEdit::Remove(name)
                 if !plan.credentials && ORIGIN_BOUND.contains(&name.to_ascii_lowercase().as_str()) => {}
+            // A request has one Host: the first given wins, as in curl.
+            HeaderEdit::Set(name, _)
+                if name.eq_ignore_ascii_case("host")
+                    && headers.iter().any(|(n, _, default)| !*default && n.eq_ignore_ascii_case("host")) => {}
             HeaderEdit::Set(name, value) => {
                 // The first user header of a name replaces the default in place;
                 // later ones of the same name are added (curl sends them all).

@@ -137,7 +137,7 @@ impl<'a> Transfer<'a> {
         let (head, start, end) = self.read_head(&mut stream, &mut buf).await?;
         let cfg = self.cfg;
         if cfg.follow && policy::is_redirect(head.status) {
-            if let Some(location) = head.header("location") {
+            if let Some(location) = redirect_location(&head)? {
                 return Ok(HopEnd::Redirect(policy::follow(url, method, head.status, location)?));
             }
         }
@@ -197,6 +197,7 @@ impl<'a> Transfer<'a> {
             form: cfg.form,
             edits: &cfg.edits,
             credentials: policy::same_origin(&cfg.url, url),
+            user: cfg.user.as_deref(),
         };
         let headers = policy::build_headers(url, &plan);
         let target = policy::target(url);
@@ -313,6 +314,8 @@ impl<'a> Transfer<'a> {
         let unsatisfied = head.header("content-range").and_then(range::parse_unsatisfied_range);
         match (head.status, range) {
             (206, Some(r)) if r.start == offset => Ok(Some(Start::Append(self.resume))),
+            // An empty range: nothing is left, the file is complete (curl: exit 0).
+            (206, None) if head.header("content-length").is_some_and(|v| v.trim_ascii() == b"0") => Ok(None),
             (206, Some(r)) => {
                 Err(FetchError::Range(format!("asked for bytes from {offset}, got from {}", r.start)))
             }
@@ -371,7 +374,8 @@ impl<'a> Transfer<'a> {
             }
             end = n;
         }
-        self.out.end_body(&mut content, self.metrics.received)
+        self.out.end_body(&mut content, self.metrics.received)?;
+        self.out.trailers(cfg, framing.trailers())
     }
 
     /// The rest of a Content-Length body straight from a plain socket into the `.part`
@@ -430,6 +434,17 @@ impl<'a> Transfer<'a> {
     }
 }
 
+/// Where a redirect leads: its one `Location`, or `None` for an empty one (not a
+/// redirect, as curl reads it); two different values are a malformed reply.
+fn redirect_location(head: &ResponseHead) -> Result<Option<&[u8]>, FetchError> {
+    let mut values = head.headers_named("location").map(<[u8]>::trim_ascii);
+    let Some(first) = values.next() else { return Ok(None) };
+    if values.any(|other| other != first) {
+        return Err(FetchError::WeirdReply("two different Location headers in one response".into()));
+    }
+    Ok(Some(first).filter(|l| !l.is_empty()))
+}
+
 /// Read head bytes; a TLS peer that closes without close_notify is an ordinary EOF
 /// here (a close inside a head is an error either way).
 async fn read_head_bytes(stream: &mut Stream, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -444,7 +459,13 @@ fn closed_in_head(total: u64, buffered: usize) -> FetchError {
     if total == 0 {
         return FetchError::EmptyReply;
     }
-    let what = if buffered > 0 { "inside a response head" } else { "before the final response head" };
-    let source = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, format!("connection closed {what}"));
+    if buffered > 0 {
+        // curl's partial-file error: the reply began and was cut.
+        return FetchError::PartialHead { received: total };
+    }
+    let source = std::io::Error::new(
+        std::io::ErrorKind::UnexpectedEof,
+        "connection closed before the final response head",
+    );
     FetchError::Recv { received: total, source }
 }

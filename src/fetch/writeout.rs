@@ -72,6 +72,18 @@ pub struct WriteOutVars {
     pub exitcode: u8,
     /// The error message, empty on success.
     pub errormsg: String,
+    /// The header fields of the last response, names as received (`%header{NAME}`,
+    /// `%{header_json}`).
+    pub headers: Vec<(String, String)>,
+}
+
+/// Where a piece of `-w` output goes: `%{stdout}` and `%{stderr}` switch it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// Standard output (the default).
+    Stdout,
+    /// Standard error.
+    Stderr,
 }
 
 /// How a variable is printed: curl prints times with 6 decimals, http_code on 3 digits.
@@ -86,7 +98,7 @@ enum Var<'a> {
 
 impl WriteOutVars {
     /// Every variable by its curl name, in alphabetical order (`%{json}`'s order).
-    fn vars(&self) -> [(&'static str, Var<'_>); 31] {
+    fn vars(&self) -> [(&'static str, Var<'_>); 32] {
         use Var::*;
         [
             ("content_type", OptText(&self.content_type)),
@@ -119,6 +131,7 @@ impl WriteOutVars {
             ("time_redirect", Time(self.time_redirect)),
             ("time_starttransfer", Time(self.time_starttransfer)),
             ("time_total", Time(self.time_total)),
+            ("url", Text(&self.url)),
             ("url_effective", Text(&self.url_effective)),
         ]
     }
@@ -142,9 +155,36 @@ impl WriteOutVars {
         Value::Object(map).to_string()
     }
 
+    /// curl's `%{header_json}`: each header name, lowercase, to the list of its values
+    /// in the order received.
+    pub fn header_json(&self) -> String {
+        let mut map = Map::new();
+        for (name, value) in &self.headers {
+            let entry = map.entry(name.to_ascii_lowercase()).or_insert_with(|| Value::Array(Vec::new()));
+            if let Value::Array(values) = entry {
+                values.push(json!(value));
+            }
+        }
+        Value::Object(map).to_string()
+    }
+
+    /// `%header{NAME}`: the values of NAME in the last response, joined by `, ` (curl).
+    fn header(&self, name: &str) -> String {
+        let values: Vec<&str> = self
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect();
+        values.join(", ")
+    }
+
     fn lookup(&self, name: &str) -> Option<String> {
         if name == "json" {
             return Some(self.to_json());
+        }
+        if name == "header_json" {
+            return Some(self.header_json());
         }
         let (_, var) = self.vars().into_iter().find(|(n, _)| *n == name)?;
         Some(match var {
@@ -162,6 +202,34 @@ pub fn render(format: &str, vars: &WriteOutVars) -> String {
     render_with_warnings(format, vars).0
 }
 
+/// Render `format` into pieces each with its [`Target`]: `%{stdout}` and `%{stderr}`
+/// switch where what follows goes, as in curl. Pieces in order, and the warnings.
+pub fn render_targets(format: &str, vars: &WriteOutVars) -> (Vec<(Target, String)>, Vec<String>) {
+    let mut pieces = Vec::new();
+    let mut warnings = Vec::new();
+    let mut target = Target::Stdout;
+    let mut rest = format;
+    loop {
+        let next = [("%{stdout}", Target::Stdout), ("%{stderr}", Target::Stderr)]
+            .into_iter()
+            .filter_map(|(marker, t)| rest.find(marker).map(|at| (at, marker.len(), t)))
+            .min_by_key(|&(at, _, _)| at);
+        let (text, switch) = match next {
+            Some((at, len, t)) => (&rest[..at], Some((len, t))),
+            None => (rest, None),
+        };
+        let (out, w) = render_with_warnings(text, vars);
+        warnings.extend(w);
+        if !out.is_empty() {
+            pieces.push((target, out));
+        }
+        let Some((len, t)) = switch else { break };
+        target = t;
+        rest = &rest[text.len() + len..];
+    }
+    (pieces, warnings)
+}
+
 /// Render `format` with `vars`, as curl does: `%{name}` is the variable, `%%` a percent
 /// sign, `\n` `\r` `\t` the control characters; an unknown variable prints nothing and
 /// adds a warning `unknown --write-out variable: 'name'`; a `%` or `\` not starting one
@@ -176,6 +244,11 @@ pub fn render_with_warnings(format: &str, vars: &WriteOutVars) -> (String, Vec<S
             ('%', Some('%')) => {
                 out.push('%');
                 rest = &rest[2..];
+            }
+            ('%', Some('h')) if rest.starts_with("%header{") && rest[8..].contains('}') => {
+                let end = rest[8..].find('}').unwrap_or_default();
+                out.push_str(&vars.header(&rest[8..8 + end]));
+                rest = &rest[8 + end + 1..];
             }
             ('%', Some('{')) => match rest[2..].find('}') {
                 Some(end) => {
@@ -245,7 +318,35 @@ mod tests {
             filename_effective: "b.txt".into(),
             exitcode: 0,
             errormsg: String::new(),
+            headers: vec![
+                ("Content-Type".into(), "text/plain".into()),
+                ("Set-Cookie".into(), "a=1".into()),
+                ("set-cookie".into(), "b=2".into()),
+            ],
         }
+    }
+
+    #[test]
+    fn header_values_url_and_header_json_render_as_curl() {
+        let v = sample();
+        assert_eq!(
+            render("%header{content-type}|%header{Set-Cookie}|%header{none}|", &v),
+            "text/plain|a=1, b=2||"
+        );
+        assert_eq!(render("%{url}", &v), "http://h/a");
+        let json: Value = serde_json::from_str(&render("%{header_json}", &v)).unwrap();
+        assert_eq!(json, json!({"content-type": ["text/plain"], "set-cookie": ["a=1", "b=2"]}));
+    }
+
+    #[test]
+    fn stdout_and_stderr_switch_where_the_rest_goes() {
+        let v = sample();
+        let (pieces, warnings) = render_targets("a%{stderr}b %{http_code}%{stdout}c%{nope}", &v);
+        assert_eq!(
+            pieces,
+            [(Target::Stdout, "a".into()), (Target::Stderr, "b 200".into()), (Target::Stdout, "c".into())]
+        );
+        assert_eq!(warnings, ["unknown --write-out variable: 'nope'"]);
     }
 
     #[test]
@@ -274,6 +375,7 @@ mod tests {
             ("remote_port", "8443"),
             ("local_ip", "::1"),
             ("local_port", "50000"),
+            ("url", "http://h/a"),
             ("url_effective", "https://h/b"),
             ("scheme", "https"),
             ("method", "GET"),

@@ -58,9 +58,9 @@ fn close_before_any_byte_is_an_empty_reply() {
 }
 
 #[test]
-fn close_inside_the_head_exits_56() {
+fn close_inside_the_head_exits_18_as_curl() {
     let (code, _, stderr) = run(b"HTTP/1.1 200 OK\r\nContent-Le");
-    assert_eq!(code, 56);
+    assert_eq!(code, 18);
     assert!(stderr.contains("inside a response head"), "{stderr}");
 }
 

@@ -1,6 +1,7 @@
 //! Integration tests of `tcpkit fetch`: the binary against servers started here
 //! (hyper, a scripted raw socket, rustls), checking exit codes, output and files.
 
+mod curl_compat;
 mod errors;
 #[cfg(feature = "interop")]
 mod interop;

@@ -69,7 +69,8 @@ fn data_binary_from_file_is_sent_verbatim_with_the_given_method() {
     let req = &server.seen()[0];
     assert_eq!(req.method, "PUT");
     assert_eq!(req.body, body);
-    assert_eq!(req.header("content-type"), None);
+    // As curl: --data-binary is a form too unless -H gives another type.
+    assert_eq!(req.header("content-type"), Some("application/x-www-form-urlencoded"));
     let missing = fetch(&["--data-binary", "@/nonexistent/tcpkit-body", &server.url("/")]);
     assert_eq!(missing.status.code(), Some(26));
 }

@@ -26,6 +26,12 @@ pub enum Http1Error {
         /// What httparse (or we) found wrong.
         reason: String,
     },
+    /// Not HTTP/1.0 or HTTP/1.1: another version, or no status line (HTTP/0.9).
+    #[error("unsupported HTTP version (or an HTTP/0.9 reply without a status line) at byte {offset}")]
+    UnsupportedVersion {
+        /// Offset of the first byte that is not `HTTP/1.0` or `HTTP/1.1`.
+        offset: usize,
+    },
     /// A Content-Length value that is not a decimal number fitting in 64 bits.
     #[error("invalid content-length: {value:?}")]
     InvalidContentLength {

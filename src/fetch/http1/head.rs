@@ -46,6 +46,8 @@ fn config() -> httparse::ParserConfig {
     // Leniencies curl and browsers also grant servers; none of them changes framing.
     config.allow_spaces_after_header_name_in_responses(true);
     config.allow_multiple_spaces_in_response_status_delimiters(true);
+    // Folded header lines are unfolded (see `unfold`), not refused: RFC 9112 §5.2.
+    config.allow_obsolete_multiline_headers_in_responses(true);
     config
 }
 
@@ -64,7 +66,7 @@ fn try_parse(config: &httparse::ParserConfig, buf: &[u8], slots: usize) -> Resul
                 version: resp.version.unwrap_or(1),
                 status: resp.code.unwrap_or(0),
                 reason: resp.reason.unwrap_or("").to_string(),
-                headers: resp.headers.iter().map(|h| (h.name.to_string(), h.value.to_vec())).collect(),
+                headers: resp.headers.iter().map(|h| (h.name.to_string(), unfold(h.value))).collect(),
             };
             Ok(Parsed::Complete(head, n))
         }
@@ -94,13 +96,67 @@ pub fn parse_response_head(buf: &[u8], max_head: usize) -> Result<Option<(Respon
     let window = &buf[..buf.len().min(max_head)];
     let config = config();
     match parse_sized(&config, window) {
-        Ok(Parsed::Complete(head, n)) => Ok(Some((head, n))),
+        Ok(Parsed::Complete(head, n)) => {
+            check_bounds(&window[..n], head.headers.len()).map(|()| Some((head, n)))
+        }
         Ok(Parsed::Partial) if buf.len() >= max_head => Err(Http1Error::HeadTooLarge { limit: max_head }),
         Ok(Parsed::Partial) => Ok(None),
+        // Not `HTTP/1.0` or `HTTP/1.1`: another version, or no status line at all (an
+        // HTTP/0.9 body), which curl also refuses as an unsupported protocol.
+        Err(httparse::Error::Version) => {
+            Err(Http1Error::UnsupportedVersion { offset: error_offset(&config, window) })
+        }
         Err(e) => {
             Err(Http1Error::InvalidHead { offset: error_offset(&config, window), reason: e.to_string() })
         }
     }
+}
+
+/// Most header fields in one head (curl's bound too): more is refused, not stored.
+pub const MAX_HEADER_FIELDS: usize = 5000;
+
+/// Longest header line in bytes, its CRLF included (curl's bound: 100 KiB).
+pub const MAX_HEADER_LINE: usize = 100 * 1024;
+
+/// A complete head of `fields` fields in `raw`: within [`MAX_HEADER_FIELDS`] and
+/// [`MAX_HEADER_LINE`]?
+fn check_bounds(raw: &[u8], fields: usize) -> Result<(), Http1Error> {
+    if fields > MAX_HEADER_FIELDS {
+        return Err(Http1Error::InvalidHead {
+            offset: raw.len(),
+            reason: format!("more than {MAX_HEADER_FIELDS} header fields"),
+        });
+    }
+    let mut start = 0;
+    for line in raw.split_inclusive(|&b| b == b'\n') {
+        if line.len() > MAX_HEADER_LINE {
+            return Err(Http1Error::InvalidHead {
+                offset: start + MAX_HEADER_LINE,
+                reason: format!("header line longer than {MAX_HEADER_LINE} bytes"),
+            });
+        }
+        start += line.len();
+    }
+    Ok(())
+}
+
+/// A header value with its obs-folds (CRLF then spaces or tabs, RFC 9112 §5.2)
+/// each replaced by one space, as a client must.
+fn unfold(value: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(value.len());
+    let mut i = 0;
+    while i < value.len() {
+        if matches!(value[i], b'\r' | b'\n') {
+            while i < value.len() && matches!(value[i], b'\r' | b'\n' | b' ' | b'\t') {
+                i += 1;
+            }
+            out.push(b' ');
+        } else {
+            out.push(value[i]);
+            i += 1;
+        }
+    }
+    out
 }
 
 /// Heads up to this size are parsed on every call, so errors in the status line and
@@ -215,12 +271,14 @@ pub fn body_kind(request_method: &str, head: &ResponseHead) -> Result<BodyKind, 
         let chunked = |c: &&[u8]| c.eq_ignore_ascii_case(b"chunked");
         let identity = |c: &&[u8]| c.eq_ignore_ascii_case(b"identity");
         let significant: Vec<&[u8]> = codings.iter().copied().filter(|c| !identity(c)).collect();
-        let only_one_chunked_last =
-            significant.last().is_some_and(chunked) && significant.iter().filter(|c| chunked(c)).count() == 1;
-        if significant.len() == 1 && only_one_chunked_last {
+        // chunked must be the last coding applied, once; `identity` may come before it
+        // (a no-op), but after it (`chunked, identity`) it is a coding we cannot undo,
+        // as curl says.
+        let chunked_last = codings.last().is_some_and(chunked);
+        if significant.len() == 1 && chunked_last {
             return Ok(BodyKind::Chunked);
         }
-        if !significant.is_empty() {
+        if !significant.is_empty() || codings.iter().any(chunked) {
             let all: Vec<String> = codings.iter().map(|c| String::from_utf8_lossy(c).into_owned()).collect();
             return Err(Http1Error::UnsupportedTransferEncoding { coding: all.join(", ") });
         }
@@ -351,17 +409,54 @@ mod tests {
     }
 
     #[test]
+    fn another_version_or_an_http09_body_is_an_unsupported_version() {
+        for (buf, offset) in [
+            (&b"HTTP/1.2 200 OK\r\n\r\n"[..], 7),
+            (b"HTTP/2 200 OK\r\n\r\n", 5),
+            (b"HTTX/1.1 200 OK\r\n\r\n", 3),
+            (b"<html>hello</html>", 0),
+        ] {
+            let err = assert_split_invariant(buf, MAX).unwrap_err();
+            assert_eq!(err, Http1Error::UnsupportedVersion { offset }, "{:?}", String::from_utf8_lossy(buf));
+        }
+    }
+
+    #[test]
+    fn folded_header_lines_are_unfolded_into_one_value() {
+        let h = head("HTTP/1.1 200 OK\r\nX-Long: one\r\n two\r\n\tthree\r\nA: b\r\n\r\n");
+        assert_eq!(h.header("x-long"), Some(&b"one two three"[..]));
+        assert_eq!(h.header("a"), Some(&b"b"[..]));
+    }
+
+    #[test]
+    fn header_fields_and_header_lines_are_bounded() {
+        let mut many = b"HTTP/1.1 200 OK\r\n".to_vec();
+        for i in 0..=MAX_HEADER_FIELDS {
+            many.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
+        }
+        many.extend_from_slice(b"\r\n");
+        let err = parse_response_head(&many, 1 << 20).unwrap_err();
+        assert!(err.to_string().contains("header fields"), "{err}");
+        let mut long = b"HTTP/1.1 200 OK\r\nX-Long: ".to_vec();
+        long.extend(std::iter::repeat_n(b'a', MAX_HEADER_LINE));
+        long.extend_from_slice(b"\r\n\r\n");
+        let err = parse_response_head(&long, 1 << 20).unwrap_err();
+        assert!(err.to_string().contains("header line longer than"), "{err}");
+        let mut fits = b"HTTP/1.1 200 OK\r\nX-Long: ".to_vec();
+        fits.extend(std::iter::repeat_n(b'a', MAX_HEADER_LINE - 12));
+        fits.extend_from_slice(b"\r\n\r\n");
+        assert!(parse_response_head(&fits, 1 << 20).unwrap().is_some());
+    }
+
+    #[test]
     fn invalid_heads_name_what_and_the_byte_offset_at_every_split() {
         // (input, offset of the first bad byte)
         let cases: &[(&[u8], usize)] = &[
-            (b"HTTX/1.1 200 OK\r\n\r\n", 3),
-            (b"HTTP/2 200 OK\r\n\r\n", 5),
             (b"HTTP/1.1 2x0 OK\r\n\r\n", 10),
             (b"HTTP/1.1 200 OK\r\nNoColonHere\r\n\r\n", 28),
             // Spaces after a name are tolerated, so the bad byte is the N.
             (b"HTTP/1.1 200 OK\r\nA: b\r\nBad Name: x\r\n\r\n", 27),
             (b"HTTP/1.1 200 OK\r\nA: b\x00c\r\n\r\n", 21),
-            (b"<html>hello</html>", 0),
         ];
         for &(buf, offset) in cases {
             let err = assert_split_invariant(buf, MAX).unwrap_err();
@@ -439,7 +534,7 @@ mod tests {
 
     #[test]
     fn transfer_codings_we_cannot_undo_are_refused_naming_them() {
-        for te in ["gzip, chunked", "chunked, gzip", "chunked, chunked", "x-custom"] {
+        for te in ["gzip, chunked", "chunked, gzip", "chunked, chunked", "x-custom", "chunked, identity"] {
             let err =
                 kind("GET", &format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: {te}\r\n\r\n")).unwrap_err();
             assert_eq!(err, Http1Error::UnsupportedTransferEncoding { coding: te.to_string() });
@@ -527,5 +622,117 @@ mod tests {
         long.resize(150, b'a');
         assert_eq!(parser.parse(&long), Err(Http1Error::HeadTooLarge { limit: 100 }));
         assert!(parser.parse(b"HTTP/1.1 204 No Content\r\n\r\n").unwrap().is_some());
+    }
+
+    // Tests that kill the mutants scripts/mutants found alive (see TESTING.md).
+
+    /// A head of exactly `len` bytes ending in its blank line.
+    fn head_of_len(len: usize) -> Vec<u8> {
+        let start = b"HTTP/1.1 200 OK\r\nX: ";
+        let mut h = start.to_vec();
+        h.resize(len - 4, b'a');
+        h.extend_from_slice(b"\r\n\r\n");
+        h
+    }
+
+    #[test]
+    fn incremental_parser_parses_small_heads_on_every_call_and_then_on_doubling() {
+        let head = head_of_len(5000);
+        let mut p = HeadParser::new(64 * 1024);
+        assert_eq!(p.parse(&head[..EAGER_PARSE]), Ok(None));
+        assert_eq!(p.parses, 1, "at most EAGER_PARSE bytes: parsed");
+        assert_eq!(p.parse(&head[..EAGER_PARSE + 1]), Ok(None));
+        assert_eq!(p.parses, 1, "past EAGER_PARSE and not doubled: not parsed");
+        assert_eq!(p.parse(&head[..2 * EAGER_PARSE - 1]), Ok(None));
+        assert_eq!(p.parses, 1);
+        assert_eq!(p.parse(&head[..2 * EAGER_PARSE]), Ok(None));
+        assert_eq!(p.parses, 2, "doubled: parsed");
+        assert_eq!(p.parse(&head[..2 * EAGER_PARSE + 2]), Ok(None));
+        assert_eq!(p.parses, 2);
+        // The blank line makes a parse due at once.
+        assert!(matches!(p.parse(&head), Ok(Some((_, 5000)))));
+        assert_eq!(p.parses, 3);
+    }
+
+    #[test]
+    fn incremental_parser_finds_a_blank_line_split_over_calls() {
+        let head = head_of_len(3000);
+        for tail in [1, 2, 3] {
+            let mut p = HeadParser::new(64 * 1024);
+            assert_eq!(p.parse(&head[..2000]), Ok(None));
+            assert_eq!(p.parse(&head[..3000 - tail]), Ok(None));
+            assert!(matches!(p.parse(&head), Ok(Some((_, 3000)))), "blank line cut {tail} from the end");
+        }
+        let lf = [&head_of_len(3000)[..2996], b"\n\n"].concat();
+        let mut p = HeadParser::new(64 * 1024);
+        assert_eq!(p.parse(&lf[..2000]), Ok(None));
+        assert_eq!(p.parse(&lf[..2997]), Ok(None));
+        assert!(matches!(p.parse(&lf), Ok(Some((_, 2998)))), "LF LF ends a head too");
+    }
+
+    #[test]
+    fn incremental_parser_starts_afresh_after_reset_or_a_shorter_buffer() {
+        let big = head_of_len(6000);
+        let mut bad = head_of_len(6000);
+        bad[1500] = 0; // a NUL in a header value: invalid
+        let mut p = HeadParser::new(64 * 1024);
+        assert_eq!(p.parse(&big[..4000]), Ok(None));
+        p.reset();
+        // 3000 bytes: past the eager size, below twice 4000, yet parsed after reset.
+        assert!(p.parse(&bad[..3000]).is_err(), "reset forgets the last parse's length");
+        let mut q = HeadParser::new(64 * 1024);
+        assert_eq!(q.parse(&big[..4000]), Ok(None));
+        assert!(q.parse(&bad[..3000]).is_err(), "a shorter buffer is a new head");
+        // At the limit a parse is always due, and a head that does not fit is an error.
+        let mut r = HeadParser::new(4096);
+        assert_eq!(r.parse(&big[..3000]), Ok(None));
+        assert_eq!(r.parse(&big[..4096]), Err(Http1Error::HeadTooLarge { limit: 4096 }));
+    }
+
+    #[test]
+    fn interim_is_exactly_1xx_and_headers_named_finds_every_one() {
+        let h = |status| ResponseHead { version: 1, status, reason: String::new(), headers: vec![] };
+        assert!(!h(99).is_interim() && h(100).is_interim() && h(199).is_interim() && !h(200).is_interim());
+        let head = head("HTTP/1.1 200 OK\r\nA: 1\r\nb: 2\r\na: 3\r\n\r\n");
+        assert_eq!(head.headers_named("A").collect::<Vec<_>>(), vec![&b"1"[..], b"3"]);
+        assert_eq!(head.header("B"), Some(&b"2"[..]));
+        assert_eq!(head.header("c"), None);
+    }
+
+    #[test]
+    fn connect_2xx_has_no_body_but_other_statuses_do() {
+        let ok = head("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n");
+        assert_eq!(body_kind("CONNECT", &ok), Ok(BodyKind::Empty));
+        assert_eq!(body_kind("GET", &ok), Ok(BodyKind::Length(4)));
+        let denied = head("HTTP/1.1 407 Auth\r\nContent-Length: 4\r\n\r\n");
+        assert_eq!(body_kind("CONNECT", &denied), Ok(BodyKind::Length(4)));
+        let moved = head("HTTP/1.1 300 Choices\r\nContent-Length: 2\r\n\r\n");
+        assert_eq!(body_kind("CONNECT", &moved), Ok(BodyKind::Length(2)));
+        let c199 = head("HTTP/1.1 199 X\r\nContent-Length: 2\r\n\r\n");
+        assert_eq!(body_kind("CONNECT", &c199), Ok(BodyKind::Empty));
+        let c205 = head("HTTP/1.1 205 Reset\r\nContent-Length: 2\r\n\r\n");
+        assert_eq!(body_kind("GET", &c205), Ok(BodyKind::Length(2)));
+    }
+
+    #[test]
+    fn content_length_digits_and_overflow() {
+        assert_eq!(parse_decimal(b"18446744073709551615"), Some(u64::MAX));
+        assert_eq!(parse_decimal(b"18446744073709551616"), None);
+        assert_eq!(parse_decimal(b"0"), Some(0));
+        assert_eq!(parse_decimal(b"90"), Some(90));
+        assert_eq!(parse_decimal(b""), None);
+        assert_eq!(parse_decimal(b"1a"), None);
+        assert_eq!(parse_decimal(b"+1"), None);
+    }
+
+    #[test]
+    fn invalid_byte_offset_is_exact() {
+        let mut text = b"HTTP/1.1 200 OK\r\nGood: yes\r\nBad".to_vec();
+        let at = text.len();
+        text.extend_from_slice(b"\x01: x\r\n\r\n");
+        match parse_response_head(&text, 4096) {
+            Err(Http1Error::InvalidHead { offset, .. }) => assert_eq!(offset, at),
+            other => panic!("{other:?}"),
+        }
     }
 }
