@@ -78,6 +78,19 @@ pub struct FetchArgs {
     #[arg(short = 'u', long = "user", value_name = "USER:PASSWORD")]
     pub user: Option<String>,
 
+    /// Use this HTTP proxy (`http://[user:password@]host[:port]`, port 1080 by
+    /// default); without -x, `http_proxy` / `https_proxy` (or `HTTPS_PROXY`) apply.
+    #[arg(short = 'x', long = "proxy", value_name = "URL")]
+    pub proxy: Option<String>,
+
+    /// Tunnel plain http through the proxy with CONNECT too (https always is).
+    #[arg(short = 'p', long = "proxytunnel")]
+    pub proxytunnel: bool,
+
+    /// Hosts (comma-separated; `*` = all) reached without the proxy; overrides `no_proxy`.
+    #[arg(long = "noproxy", value_name = "LIST")]
+    pub noproxy: Option<String>,
+
     /// Follow redirects (301, 302, 303, 307, 308).
     #[arg(short = 'L', long = "location")]
     pub location: bool,
@@ -212,6 +225,7 @@ impl FetchArgs {
         }
         let mut cfg = Config::new(url);
         cfg.user = self.user.clone();
+        self.proxies(&mut cfg)?;
         cfg.method = method;
         // Both -d and --data-binary are forms unless -H says otherwise, as in curl.
         cfg.form = body.is_some();
@@ -242,6 +256,40 @@ impl FetchArgs {
         cfg.output = output;
         cfg.fail = self.fail;
         Ok(cfg)
+    }
+
+    /// `-x`, or the environment as curl reads it (`http_proxy` lowercase only, since
+    /// `HTTP_PROXY` can be set by a CGI request; `https_proxy` or `HTTPS_PROXY`;
+    /// `no_proxy` or `NO_PROXY`), and `--noproxy`.
+    fn proxies(&self, cfg: &mut Config) -> Result<(), FetchError> {
+        let env = |names: &[&str]| names.iter().find_map(|n| std::env::var(n).ok()).filter(|v| !v.is_empty());
+        let parse = |text: String| -> Result<url::Url, FetchError> {
+            let with_scheme = if text.contains("://") { text.clone() } else { format!("http://{text}") };
+            let url = url::Url::parse(&with_scheme)
+                .map_err(|e| FetchError::Url { url: text.clone(), reason: e.to_string() })?;
+            if url.scheme() != "http" || url.host_str().is_none_or(str::is_empty) {
+                return Err(FetchError::Usage(format!(
+                    "proxy {text}: only http://host[:port] proxies are supported"
+                )));
+            }
+            Ok(url)
+        };
+        match &self.proxy {
+            Some(p) if p.is_empty() => {}
+            Some(p) => {
+                let proxy = parse(p.clone())?;
+                (cfg.http_proxy, cfg.https_proxy) = (Some(proxy.clone()), Some(proxy));
+            }
+            None => {
+                cfg.http_proxy = env(&["http_proxy"]).map(parse).transpose()?;
+                cfg.https_proxy = env(&["https_proxy", "HTTPS_PROXY"]).map(parse).transpose()?;
+            }
+        }
+        let no_proxy = self.noproxy.clone().or_else(|| env(&["no_proxy", "NO_PROXY"])).unwrap_or_default();
+        cfg.no_proxy =
+            no_proxy.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
+        cfg.proxy_tunnel = self.proxytunnel;
+        Ok(())
     }
 
     /// The `-w` format: as given, or `@FILE` (`@-`: stdin) read from a file, as curl.
@@ -372,6 +420,10 @@ pub fn exit_code(err: &FetchError) -> u8 {
         FetchError::Connect(ConnectError::Resolve { .. } | ConnectError::NoAddress { .. }) => 6,
         FetchError::Connect(ConnectError::TimedOut { .. }) => 28,
         FetchError::Connect(_) => 7,
+        FetchError::ProxyConnect(ConnectError::Resolve { .. } | ConnectError::NoAddress { .. }) => 5,
+        FetchError::ProxyConnect(ConnectError::TimedOut { .. }) => 28,
+        FetchError::ProxyConnect(_) => 7,
+        FetchError::Proxy { .. } => 56,
         FetchError::WeirdReply(_) => 8,
         FetchError::PartialHead { .. } => 18,
         FetchError::Http(e) => match e {
@@ -573,7 +625,10 @@ mod tests {
             (2, FetchError::Usage("u".into())),
             (2, http(Http1Error::InvalidRequest { reason: "r".into() })),
             (3, FetchError::Url { url: "u".into(), reason: "r".into() }),
+            (5, FetchError::ProxyConnect(ConnectError::Resolve { host: "p".into(), source: io_err() })),
             (6, FetchError::Connect(ConnectError::Resolve { host: "h".into(), source: io_err() })),
+            (7, FetchError::ProxyConnect(ConnectError::Refused { addr })),
+            (56, FetchError::Proxy { reason: "CONNECT tunnel failed, response 403".into() }),
             (7, FetchError::Connect(ConnectError::Refused { addr })),
             (8, http(Http1Error::InvalidHead { offset: 0, reason: "r".into() })),
             (8, http(Http1Error::HeadTooLarge { limit: 1 })),

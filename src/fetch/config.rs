@@ -53,6 +53,15 @@ pub struct Config {
     pub follow: bool,
     /// Redirects followed before [`super::FetchError::TooManyRedirects`].
     pub max_redirs: u32,
+    /// The HTTP proxy for http URLs (`-x`, or `http_proxy` read by the CLI).
+    pub http_proxy: Option<Url>,
+    /// The HTTP proxy for https URLs, always through a `CONNECT` tunnel.
+    pub https_proxy: Option<Url>,
+    /// Hosts reached directly, never through a proxy: a name matches itself and its
+    /// subdomains (a leading dot is ignored); `*` matches every host.
+    pub no_proxy: Vec<String>,
+    /// Tunnel http through the proxy with `CONNECT` too (`-p`).
+    pub proxy_tunnel: bool,
     /// Address families allowed (`-4`, `-6`).
     pub family: Family,
     /// Bound on resolving, connecting and the TLS handshake of each connection.
@@ -84,6 +93,21 @@ pub struct Config {
 }
 
 impl Config {
+    /// The proxy for `url`, if one applies: by scheme, unless `no_proxy` names the host.
+    pub fn proxy_for(&self, url: &Url) -> Option<&Url> {
+        let proxy =
+            if url.scheme() == "https" { self.https_proxy.as_ref() } else { self.http_proxy.as_ref() }?;
+        let host = url.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
+        let bypass = self.no_proxy.iter().map(|n| n.trim().trim_start_matches('.')).any(|n| {
+            n == "*"
+                || host.eq_ignore_ascii_case(n)
+                || (host.len() > n.len()
+                    && host.as_bytes()[host.len() - n.len() - 1] == b'.'
+                    && host[host.len() - n.len()..].eq_ignore_ascii_case(n))
+        });
+        (!bypass).then_some(proxy)
+    }
+
     /// A GET of `url` to stdout with every default.
     pub fn new(url: Url) -> Config {
         Config {
@@ -98,6 +122,10 @@ impl Config {
             include: false,
             follow: false,
             max_redirs: DEFAULT_MAX_REDIRS,
+            http_proxy: None,
+            https_proxy: None,
+            no_proxy: Vec::new(),
+            proxy_tunnel: false,
             family: Family::Any,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             max_time: None,

@@ -67,6 +67,15 @@ pub enum FetchError {
     /// protocol switch (exit 8, curl's "weird server reply").
     #[error("weird server reply: {0}")]
     WeirdReply(String),
+    /// The proxy could not be resolved (exit 5) or connected to (exit 7).
+    #[error("proxy: {0}")]
+    ProxyConnect(ConnectError),
+    /// The proxy refused or broke the `CONNECT` tunnel (exit 56).
+    #[error("proxy: {reason}")]
+    Proxy {
+        /// What went wrong.
+        reason: String,
+    },
     /// The connection closed inside a response head.
     #[error("connection closed inside a response head after {received} bytes")]
     PartialHead {

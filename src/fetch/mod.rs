@@ -25,7 +25,8 @@
 //! # Ok::<(), tcpkit::fetch::FetchError>(())
 //! ```
 //!
-//! Not for: HTTP/2, keep-alive or connection reuse, cookies, proxies, auth schemes.
+//! Not for: HTTP/2, keep-alive or connection reuse, cookies, SOCKS proxies, auth
+//! schemes other than Basic.
 pub mod config;
 pub mod decode;
 pub mod error;

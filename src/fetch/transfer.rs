@@ -56,6 +56,9 @@ pub struct Transfer<'a> {
     resume: Resume,
     /// The 416-on-a-complete-file case: nothing to write, the file is done.
     already_complete: bool,
+    /// The current hop goes through a forward proxy without a tunnel: the request
+    /// names the absolute URL and carries the proxy's credentials.
+    forward_proxy: Option<Url>,
 }
 
 impl<'a> Transfer<'a> {
@@ -68,6 +71,7 @@ impl<'a> Transfer<'a> {
             tls: None,
             resume: Resume::default(),
             already_complete: false,
+            forward_proxy: None,
         }
     }
 
@@ -157,7 +161,11 @@ impl<'a> Transfer<'a> {
         let cfg = self.cfg;
         let tls = if url.scheme() == "https" { Some(self.tls_config()?) } else { None };
         let opts = ConnectOptions { family: cfg.family, timeout: None, source: None, nodelay: true };
-        let opened = stream::open(url, &opts, tls, cfg.connect_timeout).await?;
+        let proxy = cfg.proxy_for(url);
+        let via =
+            proxy.map(|proxy| stream::Via { proxy, tunnel: url.scheme() == "https" || cfg.proxy_tunnel });
+        self.forward_proxy = via.filter(|v| !v.tunnel).map(|v| v.proxy.clone());
+        let opened = stream::open(url, &opts, tls, cfg.connect_timeout, via).await?;
         let hop = self.metrics.hop_mut();
         (hop.resolved, hop.connected, hop.tls_done) =
             (Some(opened.resolved), Some(opened.connected), opened.tls_done);
@@ -199,8 +207,19 @@ impl<'a> Transfer<'a> {
             credentials: policy::same_origin(&cfg.url, url),
             user: cfg.user.as_deref(),
         };
-        let headers = policy::build_headers(url, &plan);
-        let target = policy::target(url);
+        let mut headers = policy::build_headers(url, &plan);
+        let absolute;
+        let target = match &self.forward_proxy {
+            // A forward proxy is asked for the absolute URL (RFC 9112 §3.2.2).
+            Some(proxy) => {
+                if let Some(auth) = policy::basic_auth(proxy) {
+                    headers.push(("Proxy-Authorization".into(), auth));
+                }
+                absolute = policy::absolute_target(url);
+                absolute.as_str()
+            }
+            None => policy::target(url),
+        };
         http1::check_request_head(method, target, &headers)?;
         let mut out = Vec::with_capacity(512);
         http1::write_request_head(method, target, &headers, &mut out);

@@ -6,6 +6,7 @@ mod errors;
 #[cfg(feature = "interop")]
 mod interop;
 mod output;
+mod proxy;
 mod redirects;
 mod requests;
 pub(crate) mod servers;
@@ -20,6 +21,10 @@ use crate::util::tcpkit;
 pub fn fetch_in(dir: Option<&Path>, args: &[&str]) -> Output {
     let mut cmd = tcpkit();
     cmd.arg("fetch").args(args);
+    // The tests choose their proxies: none from the environment.
+    for var in ["http_proxy", "https_proxy", "HTTPS_PROXY", "no_proxy", "NO_PROXY"] {
+        cmd.env_remove(var);
+    }
     if let Some(dir) = dir {
         cmd.current_dir(dir);
     }
