@@ -91,6 +91,23 @@ pub struct FetchArgs {
     #[arg(long = "noproxy", value_name = "LIST")]
     pub noproxy: Option<String>,
 
+    /// Try a failed transfer N more times when the failure is transient (a timeout,
+    /// HTTP 408, 429, 500, 502, 503, 504); a partial FILE.part is resumed.
+    #[arg(long = "retry", value_name = "N", default_value_t = 0)]
+    pub retry: u32,
+
+    /// Wait SECS between attempts (default: 1 s, doubling; a Retry-After wins).
+    #[arg(long = "retry-delay", value_name = "SECS", value_parser = super::duration::parse_duration)]
+    pub retry_delay: Option<std::time::Duration>,
+
+    /// Start no new attempt after SECS since the first.
+    #[arg(long = "retry-max-time", value_name = "SECS", value_parser = super::duration::parse_duration)]
+    pub retry_max_time: Option<std::time::Duration>,
+
+    /// With --retry, try again after any error.
+    #[arg(long = "retry-all-errors")]
+    pub retry_all_errors: bool,
+
     /// Follow redirects (301, 302, 303, 307, 308).
     #[arg(short = 'L', long = "location")]
     pub location: bool,
@@ -225,6 +242,12 @@ impl FetchArgs {
         }
         let mut cfg = Config::new(url);
         cfg.user = self.user.clone();
+        cfg.retry = fetch::config::Retry {
+            count: self.retry,
+            delay: self.retry_delay,
+            max_time: self.retry_max_time.filter(|d| !d.is_zero()),
+            all_errors: self.retry_all_errors,
+        };
         self.proxies(&mut cfg)?;
         cfg.method = method;
         // Both -d and --data-binary are forms unless -H says otherwise, as in curl.
@@ -369,7 +392,15 @@ impl FetchArgs {
         };
         let cfg = self.config().map_err(|e| failure(&e, String::new()))?;
         let write_out = self.write_out_format().map_err(|e| failure(&e, String::new()))?;
-        let outcome = fetch::Client::new(cfg.clone()).run();
+        let outcome = fetch::Client::new(cfg.clone()).run_with(|err, delay, left| {
+            if show_errors {
+                let s = if left == 1 { "y" } else { "ies" };
+                to_stderr(&format!(
+                    "tcpkit: warning: {err}: will retry in {:.3} s, {left} retr{s} left\n",
+                    delay.as_secs_f64()
+                ));
+            }
+        });
         let hint = match &outcome.partial {
             // Decoded bytes cannot be resumed: `-C -` refuses --compressed.
             Some((part, len)) if cfg.compressed => {
@@ -439,7 +470,7 @@ pub fn exit_code(err: &FetchError) -> u8 {
             | Http1Error::ChunkSizeOverflow { .. }
             | Http1Error::BadChunk { .. } => 56,
         },
-        FetchError::HttpStatus { .. } => 22,
+        FetchError::HttpStatus { .. } | FetchError::TransientStatus { .. } => 22,
         FetchError::Write { .. } | FetchError::Decode(DecodeError::Write(_)) => 23,
         FetchError::ReadFile { .. } => 26,
         FetchError::Timeout { .. } => 28,

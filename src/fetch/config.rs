@@ -26,6 +26,23 @@ pub const DEFAULT_MAX_INTERIM: u32 = 100;
 /// The socket read buffer the body streams through: the transfer's memory.
 pub const DEFAULT_BUFFER_SIZE: usize = 256 * 1024;
 
+/// Most delay between two attempts of `--retry` (curl's cap on its back-off too).
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(600);
+
+/// When and how a failed transfer is tried again (curl's `--retry` family).
+#[derive(Debug, Clone, Default)]
+pub struct Retry {
+    /// Attempts after the first (0: no retry).
+    pub count: u32,
+    /// A fixed delay between attempts; `None`: 1 s, doubling, at most [`MAX_RETRY_DELAY`]
+    /// (a `Retry-After` of a 429 or 503 wins over both).
+    pub delay: Option<Duration>,
+    /// No new attempt starts after this long since the first (`None`: no bound).
+    pub max_time: Option<Duration>,
+    /// Retry after any error, not only transient ones (timeouts, 408, 429, 5xx).
+    pub all_errors: bool,
+}
+
 /// One transfer: the request, where the body goes, and the bounds.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -86,6 +103,8 @@ pub struct Config {
     pub dump: Option<PathBuf>,
     /// Write the connection, request and response heads to stderr (`-v`).
     pub verbose: bool,
+    /// Try again after a transient failure.
+    pub retry: Retry,
     /// Draw a progress bar on stderr while the body goes to a file.
     pub progress: bool,
     /// A status of 400 or more is [`super::FetchError::HttpStatus`], with no body (`-f`).
@@ -138,6 +157,7 @@ impl Config {
             splice: true,
             dump: None,
             verbose: false,
+            retry: Retry::default(),
             progress: false,
             fail: false,
         }

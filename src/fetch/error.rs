@@ -91,6 +91,15 @@ pub enum FetchError {
     /// `--compressed`: the body could not be decoded (exit 61, 23 for a write error).
     #[error(transparent)]
     Decode(#[from] DecodeError),
+    /// With retries left: a status worth another attempt (408, 429, 500, 502, 503, 504),
+    /// and the `Retry-After` it gave, in seconds.
+    #[error("transient HTTP status {status}")]
+    TransientStatus {
+        /// The status code.
+        status: u16,
+        /// `Retry-After`, when given in seconds.
+        retry_after: Option<u64>,
+    },
     /// `-f` and a status of 400 or more (exit 22).
     #[error("the requested URL returned error: {status}")]
     HttpStatus {

@@ -56,6 +56,8 @@ pub struct Transfer<'a> {
     resume: Resume,
     /// The 416-on-a-complete-file case: nothing to write, the file is done.
     already_complete: bool,
+    /// Retries are left: a transient status ends this attempt without a body.
+    retry_status: bool,
     /// The current hop goes through a forward proxy without a tunnel: the request
     /// names the absolute URL and carries the proxy's credentials.
     forward_proxy: Option<Url>,
@@ -72,7 +74,15 @@ impl<'a> Transfer<'a> {
             resume: Resume::default(),
             already_complete: false,
             forward_proxy: None,
+            retry_status: false,
         }
+    }
+
+    /// Let a transient status (408, 429, 5xx) end this attempt as
+    /// [`FetchError::TransientStatus`], to be tried again.
+    pub fn retry_transient_status(mut self, yes: bool) -> Self {
+        self.retry_status = yes;
+        self
     }
 
     /// Run the transfer to its end, bounded by `max_time`, and put the file in place.
@@ -144,6 +154,11 @@ impl<'a> Transfer<'a> {
             if let Some(location) = redirect_location(&head)? {
                 return Ok(HopEnd::Redirect(policy::follow(url, method, head.status, location)?));
             }
+        }
+        if self.retry_status && matches!(head.status, 408 | 429 | 500 | 502 | 503 | 504) {
+            let retry_after =
+                head.header("retry-after").and_then(|v| std::str::from_utf8(v).ok()?.trim().parse().ok());
+            return Err(FetchError::TransientStatus { status: head.status, retry_after });
         }
         if cfg.fail && head.status >= 400 {
             return Err(FetchError::HttpStatus { status: head.status });

@@ -9,6 +9,7 @@ mod output;
 mod proxy;
 mod redirects;
 mod requests;
+mod retry;
 pub(crate) mod servers;
 mod tls;
 
