@@ -68,6 +68,15 @@ pub struct FetchArgs {
     #[arg(long = "data-binary", value_name = "DATA", conflicts_with = "data")]
     pub data_binary: Option<String>,
 
+    /// Upload FILE with PUT (streamed; `Expect: 100-continue` from 1 MiB); a URL
+    /// ending in `/` gets the file's name appended.
+    #[arg(short = 'T', long = "upload-file", value_name = "FILE", conflicts_with_all = ["data", "data_binary", "head"])]
+    pub upload_file: Option<PathBuf>,
+
+    /// How long an upload waits for `100 Continue` before sending the body anyway.
+    #[arg(long = "expect100-timeout", value_name = "SECS", default_value = "1", value_parser = super::duration::parse_duration)]
+    pub expect100_timeout: std::time::Duration,
+
     /// Add or replace a header (`Name: value`), remove one (`Name:`), or send one
     /// empty (`Name;`). Repeatable.
     #[arg(short = 'H', long = "header", value_name = "HEADER")]
@@ -203,14 +212,25 @@ pub struct FetchArgs {
 impl FetchArgs {
     /// The transfer these flags ask for; contradictions are usage errors (exit 2).
     pub fn config(&self) -> Result<Config, FetchError> {
-        let url = policy::parse_url(&self.url)?;
-        let body = self.body()?;
+        let mut url = policy::parse_url(&self.url)?;
+        if let (Some(file), true) = (&self.upload_file, url.path().ends_with('/')) {
+            // As curl: `-T f http://h/dir/` uploads to http://h/dir/f.
+            let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            if let Ok(mut segments) = url.path_segments_mut() {
+                segments.pop_if_empty().push(&name);
+            }
+        }
+        let body = match &self.upload_file {
+            Some(file) => Some(Body::file(file.clone())?),
+            None => self.body()?,
+        };
         if self.head && body.is_some() {
             return Err(FetchError::Usage("-I sends HEAD, which carries no body: drop -d".into()));
         }
         let method = match (&self.request, self.head, &body) {
             (Some(m), _, _) => m.clone(),
             (None, true, _) => "HEAD".into(),
+            (None, false, Some(_)) if self.upload_file.is_some() => "PUT".into(),
             (None, false, Some(_)) => "POST".into(),
             (None, false, None) => "GET".into(),
         };
@@ -242,6 +262,7 @@ impl FetchArgs {
         }
         let mut cfg = Config::new(url);
         cfg.user = self.user.clone();
+        cfg.expect_timeout = self.expect100_timeout;
         cfg.retry = fetch::config::Retry {
             count: self.retry,
             delay: self.retry_delay,
@@ -251,7 +272,7 @@ impl FetchArgs {
         self.proxies(&mut cfg)?;
         cfg.method = method;
         // Both -d and --data-binary are forms unless -H says otherwise, as in curl.
-        cfg.form = body.is_some();
+        cfg.form = body.is_some() && self.upload_file.is_none();
         cfg.body = body;
         cfg.edits = edits;
         cfg.resume = resume;

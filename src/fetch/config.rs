@@ -26,6 +26,11 @@ pub const DEFAULT_MAX_INTERIM: u32 = 100;
 /// The socket read buffer the body streams through: the transfer's memory.
 pub const DEFAULT_BUFFER_SIZE: usize = 256 * 1024;
 
+/// Uploads from this size on ask `Expect: 100-continue` first (curl's threshold: 1 MiB).
+pub const DEFAULT_EXPECT_100_AFTER: u64 = 1 << 20;
+/// How long an `Expect: 100-continue` upload waits for the go-ahead (curl's default).
+pub const DEFAULT_EXPECT_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Most delay between two attempts of `--retry` (curl's cap on its back-off too).
 pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(600);
 
@@ -103,6 +108,10 @@ pub struct Config {
     pub dump: Option<PathBuf>,
     /// Write the connection, request and response heads to stderr (`-v`).
     pub verbose: bool,
+    /// A file body of at least this many bytes is sent with `Expect: 100-continue`.
+    pub expect_100_after: u64,
+    /// How long to wait for `100 Continue` before sending the body anyway.
+    pub expect_timeout: Duration,
     /// Try again after a transient failure.
     pub retry: Retry,
     /// Draw a progress bar on stderr while the body goes to a file.
@@ -157,6 +166,8 @@ impl Config {
             splice: true,
             dump: None,
             verbose: false,
+            expect_100_after: DEFAULT_EXPECT_100_AFTER,
+            expect_timeout: DEFAULT_EXPECT_TIMEOUT,
             retry: Retry::default(),
             progress: false,
             fail: false,

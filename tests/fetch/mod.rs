@@ -12,6 +12,7 @@ mod requests;
 mod retry;
 pub(crate) mod servers;
 mod tls;
+mod upload;
 
 use std::path::Path;
 use std::process::Output;
