@@ -20,6 +20,15 @@ pub enum LogFormat {
     Json,
 }
 
+/// Whether log lines carry colour codes, as the caller decided (`--color`,
+/// `NO_COLOR`); unset, colour only for a terminal.
+static ANSI: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// Decide once, before [`init`], whether log lines are coloured.
+pub fn set_ansi(on: bool) {
+    let _ = ANSI.set(on);
+}
+
 /// Install the global subscriber: `RUST_LOG` wins, else `quiet` gives warnings
 /// only and each `verbose` step one more level below info. Calling it twice is
 /// harmless (the second call does nothing).
@@ -39,7 +48,7 @@ pub fn init(quiet: bool, verbose: u8, format: LogFormat) {
         // The layer would report its own write errors with `eprintln!`, which
         // panics when stderr is the thing that failed.
         .log_internal_errors(false)
-        .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
+        .with_ansi(ANSI.get().copied().unwrap_or_else(|| io::IsTerminal::is_terminal(&io::stderr())))
         .with_target(false);
     let _ = match format {
         LogFormat::Text => builder.try_init(),

@@ -3,16 +3,18 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::Parser;
-use tcpkit::cli::{Cli, Command};
+use tcpkit::cli::Command;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = tcpkit::cli::parse();
+    tcpkit::log::set_ansi(cli.color.stderr());
     let outcome = match cli.command {
-        Command::Serve(args) => tcpkit::serve::run(args),
+        Command::Serve(args) => args.run(),
         Command::Connect(args) => args.run(),
         Command::Fetch(args) => args.run(),
-        Command::Bench(args) => tcpkit::bench::run(args),
+        Command::Bench(args) => tcpkit::cli::bench::run(args),
+        Command::Completions(args) => tcpkit::cli::completions(&args),
+        Command::Man => tcpkit::cli::man(),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

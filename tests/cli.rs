@@ -147,3 +147,76 @@ fn bench_plot_to_an_unwritable_path_fails_before_the_run() {
     assert!(err.contains("cannot write /nonexistent-dir/out.svg"), "{err}");
     assert!(out.stdout.is_empty(), "the run must not start: {}", String::from_utf8_lossy(&out.stdout));
 }
+
+/// Every subcommand's name, from the clap definitions themselves.
+fn subcommands() -> Vec<String> {
+    use clap::CommandFactory;
+    let names: Vec<String> =
+        tcpkit::cli::Cli::command().get_subcommands().map(|s| s.get_name().to_string()).collect();
+    for want in ["serve", "connect", "fetch", "bench", "completions", "man"] {
+        assert!(names.iter().any(|n| n == want), "{want} missing from {names:?}");
+    }
+    names
+}
+
+#[test]
+fn completions_generate_for_bash_zsh_and_fish_and_name_every_subcommand() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = run(&["completions", shell], b"");
+        assert_eq!(out.status.code(), Some(0), "{shell}: {}", show(&out));
+        let script = String::from_utf8(out.stdout).unwrap();
+        for sub in subcommands() {
+            assert!(script.contains(&sub), "{shell} completions do not mention {sub}");
+        }
+        // A flag of a subcommand too, not only the names.
+        assert!(script.contains("max-redirs"), "{shell} completions lack fetch's flags");
+    }
+    let out = run(&["completions", "tcsh"], b"");
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+}
+
+#[test]
+fn man_page_generates_with_a_section_for_every_subcommand() {
+    let out = run(&["man"], b"");
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let page = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH tcpkit 1"),
+        "not roff: {}",
+        &page[..page.len().min(200)]
+    );
+    for sub in subcommands().into_iter().filter(|s| s != "help") {
+        assert!(page.contains(&format!(".TH tcpkit-{sub} 1")), "no page for {sub}");
+    }
+    assert!(page.contains("connect\\-timeout"), "flags are documented");
+}
+
+#[test]
+fn color_flag_decides_colour_in_clap_messages_and_serve_logs() {
+    let esc = |b: &[u8]| b.contains(&0x1b);
+    let out = run(&["--color", "always", "no-such-command"], b"");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(esc(&out.stderr), "--color always: clap's error is coloured: {}", show(&out));
+    let out = run(&["--color=never", "no-such-command"], b"");
+    assert!(!esc(&out.stderr), "--color never: {}", show(&out));
+
+    // serve's text log lines: coloured when asked to, even into a pipe; plain
+    // with --color never. (Auto into a pipe is plain: tested in the unit tests.)
+    for (flag, want) in [("always", true), ("never", false)] {
+        let mut child = tcpkit()
+            .args(["serve", "--listen", "127.0.0.1:0", "--color", flag])
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        let read = std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stderr.take().unwrap()),
+            &mut line,
+        );
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(read.is_ok_and(|n| n > 0), "serve logged nothing");
+        assert_eq!(line.contains('\x1b'), want, "--color {flag}: {line:?}");
+    }
+}

@@ -388,7 +388,8 @@ fn accept_errors_back_off_and_the_server_recovers() {
     let child = std::process::Command::new("bash")
         .args([
             "-c",
-            "ulimit -n 32 && exec \"$0\" serve --listen 127.0.0.1:0 --log-format json --max-connections 100",
+            "ulimit -n 32 && exec \"$0\" serve --listen 127.0.0.1:0 --log-format json --max-connections 100 \
+             --threads 1",
         ])
         .arg(crate::util::tcpkit_bin())
         .stderr(Stdio::piped())

@@ -21,9 +21,9 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio::time::{Instant, sleep_until, timeout_at};
 
 use super::stats::{Batch, Stats};
-use super::verify::{BenchError, Verifier};
+use super::verify::{ConnError, Verifier};
 use super::workload::Spec;
-use crate::cli::Workload;
+use super::workload::Workload;
 use crate::net::connect::connect_one;
 
 /// Read buffer per connection: room for many pipelined replies per read.
@@ -50,12 +50,12 @@ pub struct Clock {
 }
 
 /// Errors by kind, and the first few in full.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct ErrorLog {
-    /// Count per [`BenchError::kind`].
-    pub counts: BTreeMap<&'static str, u64>,
-    /// The first errors with their connection number, at most `limit`.
-    pub first: Vec<(u64, BenchError)>,
+    /// Count per [`ConnError::kind`].
+    pub counts: BTreeMap<String, u64>,
+    /// The first errors, at most `limit`.
+    pub first: Vec<ShownError>,
     /// How many to keep in full (`--show-errors`).
     pub limit: usize,
 }
@@ -65,6 +65,30 @@ impl ErrorLog {
     pub fn total(&self) -> u64 {
         self.counts.values().sum()
     }
+
+    /// Count `err` of connection `conn`, keeping it in full if among the first `limit`.
+    pub fn add(&mut self, conn: u64, err: &ConnError) {
+        match self.counts.get_mut(err.kind()) {
+            Some(n) => *n += 1,
+            None => {
+                self.counts.insert(err.kind().to_string(), 1);
+            }
+        }
+        if self.first.len() < self.limit {
+            self.first.push(ShownError { conn, kind: err.kind().to_string(), message: err.to_string() });
+        }
+    }
+}
+
+/// One error as the report shows it (also read back from interval logs).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ShownError {
+    /// The connection's number.
+    pub conn: u64,
+    /// [`ConnError::kind`].
+    pub kind: String,
+    /// The error in full, bytes escaped.
+    pub message: String,
 }
 
 /// Everything the connections share: settings, the clock, counters and results.
@@ -78,6 +102,9 @@ pub struct Shared {
     pub sources: Vec<IpAddr>,
     /// Connections (slots, for churn).
     pub connections: u64,
+    /// The number of this process's first connection: with a shard, the
+    /// connections before it belong to other agents.
+    pub first_id: u64,
     /// Requests in flight per connection.
     pub pipeline: usize,
     /// Time between requests of one connection in open loop; `None` = closed loop.
@@ -119,12 +146,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Shared {
     /// Count `err` for connection `id`, keeping it in full if among the first.
-    pub fn error(&self, id: u64, err: BenchError) {
-        let mut log = lock(&self.errors);
-        *log.counts.entry(err.kind()).or_default() += 1;
-        if log.first.len() < log.limit {
-            log.first.push((id, err));
-        }
+    pub fn error(&self, id: u64, err: ConnError) {
+        lock(&self.errors).add(id, &err);
     }
 
     /// Take one measured request from `-n`; false when none is left.
@@ -161,7 +184,7 @@ impl Shared {
     }
 
     /// Connect connection `id` within the connect timeout, from its source address.
-    async fn open(&self, id: u64) -> Result<TcpStream, BenchError> {
+    async fn open(&self, id: u64) -> Result<TcpStream, ConnError> {
         let source = if self.sources.is_empty() {
             None
         } else {
@@ -175,12 +198,12 @@ impl Shared {
             }
             Ok(Err(e)) => {
                 self.connect_failed.fetch_add(1, Ordering::Relaxed);
-                Err(BenchError::Connect(e))
+                Err(ConnError::Connect(e))
             }
             Err(_) => {
                 self.connect_failed.fetch_add(1, Ordering::Relaxed);
                 let ms = self.connect_timeout.as_millis();
-                Err(BenchError::Connect(std::io::Error::new(
+                Err(ConnError::Connect(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
                     format!("timed out after {ms} ms"),
                 )))
@@ -222,26 +245,26 @@ impl Conn {
     }
 
     /// One read, verified; `done` gets each completed reply's tag.
-    async fn read(&mut self, deadline: Instant, done: impl FnMut((Instant, bool))) -> Result<(), BenchError> {
+    async fn read(&mut self, deadline: Instant, done: impl FnMut((Instant, bool))) -> Result<(), ConnError> {
         let n = match timeout_at(deadline, self.stream.read(&mut self.buf)).await {
             // The caller knows the timeout's length and fills it in (`with_timeout`).
             Err(_) => {
                 let expected = self.verifier.front().unwrap_or_default().to_vec();
-                return Err(BenchError::Timeout { after: Duration::ZERO, expected });
+                return Err(ConnError::Timeout { after: Duration::ZERO, expected });
             }
-            Ok(Err(e)) => return Err(BenchError::from_io(e)),
+            Ok(Err(e)) => return Err(ConnError::from_io(e)),
             Ok(Ok(n)) => n,
         };
         if n == 0 {
             // A close with nothing awaited is also wrong here: callers expecting one use `closed`.
             self.verifier.eof()?;
-            return Err(BenchError::Closed);
+            return Err(ConnError::Closed);
         }
         self.verifier.feed(&self.buf[..n], done)
     }
 
     /// Read until every expected reply is complete.
-    async fn settle(&mut self, timeout: Duration) -> Result<(), BenchError> {
+    async fn settle(&mut self, timeout: Duration) -> Result<(), ConnError> {
         let deadline = Instant::now() + timeout;
         while self.verifier.pending() > 0 {
             self.read(deadline, |_| ()).await.map_err(|e| with_timeout(e, timeout))?;
@@ -250,37 +273,37 @@ impl Conn {
     }
 
     /// Read until the server closes; any byte before that is unexpected.
-    async fn closed(&mut self, timeout: Duration) -> Result<(), BenchError> {
+    async fn closed(&mut self, timeout: Duration) -> Result<(), ConnError> {
         let deadline = Instant::now() + timeout;
         match timeout_at(deadline, self.stream.read(&mut self.buf)).await {
-            Err(_) => Err(BenchError::Timeout { after: timeout, expected: Vec::new() }),
-            Ok(Err(e)) => Err(BenchError::from_io(e)),
+            Err(_) => Err(ConnError::Timeout { after: timeout, expected: Vec::new() }),
+            Ok(Err(e)) => Err(ConnError::from_io(e)),
             Ok(Ok(0)) => Ok(()),
             Ok(Ok(n)) => {
-                Err(BenchError::Unexpected { got: self.buf[..n.min(super::verify::SHOWN_BYTES)].to_vec() })
+                Err(ConnError::Unexpected { got: self.buf[..n.min(super::verify::SHOWN_BYTES)].to_vec() })
             }
         }
     }
 
-    async fn write(&mut self, bytes: &[u8], timeout: Duration) -> Result<(), BenchError> {
+    async fn write(&mut self, bytes: &[u8], timeout: Duration) -> Result<(), ConnError> {
         match timeout_at(Instant::now() + timeout, self.stream.write_all(bytes)).await {
-            Err(_) => Err(BenchError::Timeout { after: timeout, expected: Vec::new() }),
-            Ok(r) => r.map_err(BenchError::from_io),
+            Err(_) => Err(ConnError::Timeout { after: timeout, expected: Vec::new() }),
+            Ok(r) => r.map_err(ConnError::from_io),
         }
     }
 }
 
 /// Fill in the timeout a [`Conn::read`] does not know.
-fn with_timeout(e: BenchError, after: Duration) -> BenchError {
+fn with_timeout(e: ConnError, after: Duration) -> ConnError {
     match e {
-        BenchError::Timeout { expected, .. } => BenchError::Timeout { after, expected },
+        ConnError::Timeout { expected, .. } => ConnError::Timeout { after, expected },
         other => other,
     }
 }
 
 /// Connect and read the greeting, holding a connect permit throughout so a burst
 /// never exceeds `--connect-concurrency`.
-async fn greeted(sh: &Shared, id: u64, buf_size: usize) -> Result<Conn, BenchError> {
+async fn greeted(sh: &Shared, id: u64, buf_size: usize) -> Result<Conn, ConnError> {
     // The gate is never closed, so acquiring only waits.
     let _permit = sh.connect_gate.acquire().await.ok();
     let mut conn = Conn::new(sh.open(id).await?, buf_size);
@@ -309,16 +332,18 @@ impl Drop for ReadyGuard<'_> {
 }
 
 /// `hello` and `echo`: requests and verified replies until the end.
-async fn requests(sh: &Shared, id: u64) -> Result<(), BenchError> {
+async fn requests(sh: &Shared, id: u64) -> Result<(), ConnError> {
     let mut ready = ReadyGuard(Some(sh));
     let mut conn = greeted(sh, id, READ_BUF).await?;
     ready.fire();
     let clock = sh.clock().await;
+    // With --start-at the clock is set ahead: nothing is sent before its start.
+    sleep_until(clock.start).await;
     let spec = &sh.spec;
     let mut seq = 0u64;
     // Open loop: connections are staggered evenly over one interval.
     let mut next_send = match sh.interval {
-        Some(iv) => clock.start + iv.mul_f64(id as f64 / sh.connections as f64),
+        Some(iv) => clock.start + iv.mul_f64((id - sh.first_id) as f64 / sh.connections as f64),
         None => clock.start,
     };
     let mut out = Vec::new();
@@ -408,7 +433,7 @@ async fn requests(sh: &Shared, id: u64) -> Result<(), BenchError> {
 }
 
 /// `hold`: connect, greeting, then idle until the end; any byte or close is an error.
-async fn hold(sh: &Shared, id: u64) -> Result<(), BenchError> {
+async fn hold(sh: &Shared, id: u64) -> Result<(), ConnError> {
     let mut ready = ReadyGuard(Some(sh));
     let mut conn = greeted(sh, id, HOLD_READ_BUF).await?;
     ready.fire();
@@ -416,9 +441,9 @@ async fn hold(sh: &Shared, id: u64) -> Result<(), BenchError> {
     let end = clock.end.unwrap_or(clock.start);
     tokio::select! {
         r = conn.stream.read(&mut conn.buf) => match r {
-            Ok(0) => Err(BenchError::Closed),
-            Ok(n) => Err(BenchError::Unexpected { got: conn.buf[..n.min(super::verify::SHOWN_BYTES)].to_vec() }),
-            Err(e) => Err(BenchError::from_io(e)),
+            Ok(0) => Err(ConnError::Closed),
+            Ok(n) => Err(ConnError::Unexpected { got: conn.buf[..n.min(super::verify::SHOWN_BYTES)].to_vec() }),
+            Err(e) => Err(ConnError::from_io(e)),
         },
         () = sleep_until(end) => {
             sh.held.fetch_add(1, Ordering::Relaxed);
@@ -429,11 +454,12 @@ async fn hold(sh: &Shared, id: u64) -> Result<(), BenchError> {
 
 /// `churn`: sessions one after another (connect, greeting, one hello, the quit
 /// word, the server's close) until the end; latency is the whole session.
-async fn churn(sh: &Shared, id: u64) -> Result<(), BenchError> {
+async fn churn(sh: &Shared, id: u64) -> Result<(), ConnError> {
     let clock = sh.clock().await;
+    sleep_until(clock.start).await;
     let spec = &sh.spec;
     let mut next_start = match sh.interval {
-        Some(iv) => clock.start + iv.mul_f64(id as f64 / sh.connections as f64),
+        Some(iv) => clock.start + iv.mul_f64((id - sh.first_id) as f64 / sh.connections as f64),
         None => clock.start,
     };
     let mut batch = Batch::default();

@@ -1,218 +1,322 @@
 //! `tcpkit bench`: a load generator for line-based servers that verifies every
 //! reply byte for byte.
 //!
-//! The run: spawn one task per connection (`conn.rs`); for hello, echo and hold,
-//! wait until every connection is connected and greeted, then publish the clock
-//! (start, end of warm-up, end); churn starts at once. Connections record
-//! verified replies into one HDR histogram (`stats.rs`); the report (`report.rs`)
-//! is text, JSON or an SVG chart. Exit status 1 with a one-line verdict when
-//! there was any error, unless `--allow-errors`.
+//! The library runs a benchmark from a [`Config`] and returns a [`Report`]; it
+//! never sees a flag, prints nothing and picks no exit code (the command line in
+//! `cli/bench.rs` does those). The run (`run.rs`): one task per connection
+//! (`conn.rs`); for hello, echo and hold, wait until every connection is
+//! connected and greeted, then publish the clock (start, end of warm-up, end);
+//! churn starts at once. Connections record verified replies into one HDR
+//! histogram (`stats.rs`); the report (`report.rs`) is text, JSON or an SVG chart.
+//!
+//! Measuring an echo server from Rust:
+//! ```
+//! use tcpkit::bench::{Config, Workload};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // The server under test: every line comes back as it was.
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let addr = listener.local_addr()?;
+//! tokio::spawn(async move {
+//!     while let Ok((mut socket, _)) = listener.accept().await {
+//!         tokio::spawn(async move {
+//!             let (mut from, mut to) = socket.split();
+//!             let _ = tokio::io::copy(&mut from, &mut to).await;
+//!         });
+//!     }
+//! });
+//!
+//! let mut config = Config::new(addr.to_string());
+//! config.workload = Workload::Echo;
+//! config.connections = 4;
+//! config.requests = Some(1000);
+//! let report = tcpkit::bench::run(&config).await?;
+//! assert_eq!(report.verdict(), None, "a reply was wrong or missing");
+//! assert_eq!(report.stats.count(), 1000);
+//! println!("p99 {} us", report.stats.summary().p99_us);
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! Not for: HTTP (use wrk), or servers whose replies cannot be predicted from
 //! the request.
 pub mod conn;
+pub mod hdrlog;
+pub mod merge;
 pub mod report;
+mod run;
+pub mod search;
 pub mod stats;
 pub mod verify;
 pub mod workload;
 
-use std::io::IsTerminal;
-use std::io::Write;
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime};
 
-use tokio::sync::{Notify, Semaphore, watch};
-use tokio::task::JoinSet;
-use tokio::time::Instant;
+use thiserror::Error;
 
-use crate::Failure;
-use crate::cli::{BenchArgs, Workload};
-use conn::{Clock, ErrorLog, Shared};
-use report::Outcome;
-use stats::Stats;
-use workload::Spec;
+pub use report::Report;
+pub use run::{Interval, Observer, Progress, Started, run, run_with};
+pub use workload::{Workload, WorkloadError};
 
-/// Measured time when neither `-d` nor `-n` is given.
+/// Measured time when neither a duration nor a request count is given.
 pub const DEFAULT_DURATION: Duration = Duration::from_secs(10);
+/// Connections opened at once.
+pub const DEFAULT_CONNECTIONS: u64 = 10;
+/// Most connections one run opens: each needs a descriptor and a task.
+pub const MAX_CONNECTIONS: u64 = 1_000_000;
+/// The request line template.
+pub const DEFAULT_MESSAGE: &str = "client{conn}-{seq}";
+/// The line `churn` sends to end a session.
+pub const DEFAULT_QUIT: &str = "exit";
+/// Requests in flight per connection.
+pub const DEFAULT_PIPELINE: u32 = 1;
+/// Most requests in flight per connection: each holds its expected reply.
+pub const MAX_PIPELINE: u32 = 1024;
+/// Bound on one connection attempt.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connection attempts in flight at once: a burst larger than the server's accept
+/// queue loses SYNs, which each cost a 1 s retry.
+pub const DEFAULT_CONNECT_CONCURRENCY: u32 = 128;
+/// Bound on waiting for a reply, the greeting or a close.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Errors kept in full for the report.
+pub const DEFAULT_SHOW_ERRORS: usize = 5;
+/// Length of one interval histogram (`--hdr-log`).
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
+/// Most agents one run may be split over.
+pub const MAX_SHARDS: u32 = 10_000;
+/// Furthest ahead a start time may be: beyond it, a typo is likelier than a plan.
+pub const MAX_START_DELAY: Duration = Duration::from_secs(24 * 3600);
 
-/// Exit code for flags that cannot be used.
-const USAGE: u8 = 2;
+/// This agent's part of a run split over `count` agents (`--shard I/N`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// This agent, 0-based.
+    pub index: u32,
+    /// Agents in all, 1 to [`MAX_SHARDS`].
+    pub count: u32,
+}
 
-/// Run the benchmark described by `args`, print its report, and fail with a
-/// verdict when any reply was wrong or missing.
-pub fn run(args: BenchArgs) -> Result<(), Failure> {
-    let spec = Spec::from_args(&args).map_err(|e| Failure::new(USAGE, format!("bench: {e}")))?;
-    if let Some(r) = args.rate {
-        if !(r.is_finite() && r > 0.0) {
-            return Err(Failure::new(USAGE, format!("bench: --rate must be a positive number, not {r}")));
+impl Shard {
+    /// This agent's share of `total`: the first number of its part and how many.
+    /// The parts cover `0..total` without gaps or overlap and differ by at most one.
+    pub fn part(&self, total: u64) -> (u64, u64) {
+        let (n, i) = (u64::from(self.count.max(1)), u64::from(self.index));
+        let (base, extra) = (total / n, total % n);
+        (i * base + i.min(extra), base + u64::from(i < extra))
+    }
+}
+
+/// What to run: every setting of a benchmark, with defaults from [`Config::new`].
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Config {
+    /// Server address, `HOST:PORT` (`[::1]:9999` for IPv6); resolved once, the
+    /// first address is used.
+    pub addr: String,
+    /// What each connection does.
+    pub workload: Workload,
+    /// Connections at once (slots for churn), 1 to [`MAX_CONNECTIONS`].
+    pub connections: u64,
+    /// Measured time after the warm-up; with neither this nor `requests`,
+    /// [`DEFAULT_DURATION`].
+    pub duration: Option<Duration>,
+    /// Stop after this many measured requests (sessions for churn) in total.
+    pub requests: Option<u64>,
+    /// Run this long before measuring; replies in it are verified, not counted.
+    pub warmup: Duration,
+    /// The request line: `{conn}` is the connection number, `{seq}` the request
+    /// number on that connection.
+    pub message: String,
+    /// The reply expected for a line, `{}` being the line; `None`: `Hello, {}!`
+    /// (echo: `{}`).
+    pub reply: Option<String>,
+    /// The greeting expected on connect (empty = none); `None`: `Welcome!` (echo: none).
+    pub greeting: Option<String>,
+    /// The line `churn` sends to end a session.
+    pub quit: String,
+    /// Requests per second in total (open loop); `None` = closed loop.
+    pub rate: Option<f64>,
+    /// Requests in flight per connection, 1 to [`MAX_PIPELINE`].
+    pub pipeline: u32,
+    /// Source addresses, round-robin over connections; empty = the OS chooses.
+    pub sources: Vec<IpAddr>,
+    /// Bound on one connection attempt.
+    pub connect_timeout: Duration,
+    /// Connection attempts in flight at once (at least 1).
+    pub connect_concurrency: u32,
+    /// Bound on waiting for a reply, the greeting or a close.
+    pub timeout: Duration,
+    /// Errors kept in full (with their bytes) in the report.
+    pub show_errors: usize,
+    /// Keep a histogram per interval of this length, for [`Observer::interval`]
+    /// (an interval log); `None`: only the total.
+    pub intervals: Option<Duration>,
+    /// Run only this agent's share of the connections, rate and request count,
+    /// numbering its connections after the other agents'.
+    pub shard: Option<Shard>,
+    /// Start the measured window at this wall-clock instant (connecting and the
+    /// warm-up come before it), at most [`MAX_START_DELAY`] ahead; when it is
+    /// already past, at once.
+    pub start_at: Option<SystemTime>,
+}
+
+impl Config {
+    /// The defaults, against `addr`.
+    pub fn new(addr: impl Into<String>) -> Self {
+        Config {
+            addr: addr.into(),
+            workload: Workload::default(),
+            connections: DEFAULT_CONNECTIONS,
+            duration: None,
+            requests: None,
+            warmup: Duration::ZERO,
+            message: DEFAULT_MESSAGE.to_string(),
+            reply: None,
+            greeting: None,
+            quit: DEFAULT_QUIT.to_string(),
+            rate: None,
+            pipeline: DEFAULT_PIPELINE,
+            sources: Vec::new(),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            connect_concurrency: DEFAULT_CONNECT_CONCURRENCY,
+            timeout: DEFAULT_TIMEOUT,
+            show_errors: DEFAULT_SHOW_ERRORS,
+            intervals: None,
+            shard: None,
+            start_at: None,
         }
     }
-    if args.workload == Workload::Hold && args.requests.is_some() {
-        return Err(Failure::new(USAGE, "bench: -n does not apply to hold; give -d"));
-    }
-    if args.requests == Some(0) {
-        return Err(Failure::new(USAGE, "bench: -n must be at least 1"));
-    }
-    // Many connections need many descriptors; the hard limit is the most we may use.
-    crate::net::raise_open_file_limit();
-    let mut builder = if args.threads <= 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        let mut b = tokio::runtime::Builder::new_multi_thread();
-        b.worker_threads(args.threads as usize);
-        b
-    };
-    let rt = builder.enable_all().build().map_err(|e| Failure::new(1, format!("bench: runtime: {e}")))?;
-    let outcome = rt.block_on(drive(&args, spec))?;
-    let mut stdout = std::io::stdout().lock();
-    let printed =
-        if args.json { writeln!(stdout, "{}", outcome.json()) } else { write!(stdout, "{}", outcome.text()) };
-    // A closed stdout loses the report, not the verdict.
-    drop(printed);
-    if let Some(path) = &args.plot {
-        outcome.plot(path).map_err(|e| Failure::new(1, format!("bench: {e}")))?;
-    }
-    match outcome.verdict() {
-        Some(v) if !args.allow_errors => Err(Failure::new(1, v)),
-        _ => Ok(()),
-    }
-}
 
-/// `HOST:PORT` (IPv6 in brackets) to the first address it resolves to.
-async fn resolve(addr: &str) -> Result<SocketAddr, Failure> {
-    let bad = || Failure::new(USAGE, format!("bench: not HOST:PORT: {addr:?}"));
-    let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
-    let port: u16 = port.parse().map_err(|_| bad())?;
-    let addrs = crate::net::connect::resolve(host, port, crate::net::Family::Any)
-        .await
-        .map_err(|e| Failure::new(1, format!("bench: {e}")))?;
-    addrs.first().copied().ok_or_else(bad)
-}
-
-async fn drive(args: &BenchArgs, spec: Spec) -> Result<Outcome, Failure> {
-    let addr = resolve(&args.addr).await?;
-    let duration = match (args.duration, args.requests) {
-        (None, None) => Some(DEFAULT_DURATION),
-        (d, _) => d,
-    };
-    let connections = u64::from(args.connections);
-    let (clock_tx, clock_rx) = watch::channel(None);
-    let sh = Arc::new(Shared {
-        spec,
-        addr,
-        sources: args.source.as_ref().map(|s| s.0.clone()).unwrap_or_default(),
-        connections,
-        pipeline: args.pipeline as usize,
-        interval: args.rate.map(|r| Duration::from_secs_f64((connections as f64 / r).min(86_400.0))),
-        requests: args.requests,
-        connect_timeout: args.connect_timeout,
-        timeout: args.timeout,
-        connect_gate: Semaphore::new(args.connect_concurrency as usize),
-        clock: clock_rx,
-        ready: Default::default(),
-        ready_notify: Notify::new(),
-        claimed: Default::default(),
-        verified: Default::default(),
-        established: Default::default(),
-        connect_failed: Default::default(),
-        held: Default::default(),
-        stats: std::sync::Mutex::new(Stats::new()),
-        errors: std::sync::Mutex::new(ErrorLog { limit: args.show_errors, ..Default::default() }),
-    });
-    let mut tasks = JoinSet::new();
-    for id in 0..connections {
-        tasks.spawn(conn::run(sh.clone(), id));
-    }
-    let mut status = Status::new(!args.quiet && std::io::stderr().is_terminal());
-    if args.workload != Workload::Churn {
-        // Every connection ends its connect phase within its timeouts, so this ends.
-        loop {
-            let notified = sh.ready_notify.notified();
-            if sh.ready.load(Ordering::Acquire) >= connections {
-                break;
+    /// Check the settings that do not fit together, before anything is opened.
+    pub fn validate(&self) -> Result<(), BenchError> {
+        if !(1..=MAX_CONNECTIONS).contains(&self.connections) {
+            return Err(BenchError::Connections(self.connections));
+        }
+        if !(1..=MAX_PIPELINE).contains(&self.pipeline) {
+            return Err(BenchError::Pipeline(self.pipeline));
+        }
+        if self.connect_concurrency == 0 {
+            return Err(BenchError::ConnectConcurrency);
+        }
+        if let Some(r) = self.rate {
+            if !(r.is_finite() && r > 0.0) {
+                return Err(BenchError::Rate(r));
             }
-            tokio::select! {
-                () = notified => {}
-                () = tokio::time::sleep(Duration::from_millis(250)) => status.show(&sh, "connecting"),
+        }
+        if self.workload == Workload::Hold && self.requests.is_some() {
+            return Err(BenchError::RequestsWithHold);
+        }
+        if self.requests == Some(0) {
+            return Err(BenchError::NoRequests);
+        }
+        if let Some(sh) = self.shard {
+            if sh.count == 0 || sh.count > MAX_SHARDS || sh.index >= sh.count {
+                return Err(BenchError::Shard(sh.index, sh.count));
+            }
+            if self.connections < u64::from(sh.count)
+                || self.requests.is_some_and(|n| n < u64::from(sh.count))
+            {
+                return Err(BenchError::ShardTooSmall(sh.count));
             }
         }
-    }
-    let start = Instant::now();
-    let measure = start + args.warmup;
-    let end = duration.map(|d| measure + d);
-    // Receivers live in `sh`, so sending cannot fail.
-    let _ = clock_tx.send(Some(Clock { start, measure, end }));
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tokio::select! {
-            joined = tasks.join_next() => match joined {
-                None => break,
-                Some(Err(e)) if e.is_panic() => {
-                    sh.error(u64::MAX, verify::BenchError::Io(std::io::Error::other("connection task panicked")));
-                }
-                Some(_) => {}
-            },
-            _ = tick.tick() => status.show(&sh, if Instant::now() < measure { "warm-up" } else { "running" }),
+        if let Some(at) = self.start_at {
+            if at.duration_since(SystemTime::now()).is_ok_and(|d| d > MAX_START_DELAY) {
+                return Err(BenchError::StartTooLate);
+            }
         }
+        Ok(())
     }
-    status.clear();
-    let stats = std::mem::take(&mut *sh.stats.lock().unwrap_or_else(|p| p.into_inner()));
-    let errors = std::mem::take(&mut *sh.errors.lock().unwrap_or_else(|p| p.into_inner()));
-    let exhausted = args.requests.is_some_and(|n| sh.claimed.load(Ordering::Relaxed) >= n);
-    let window = match duration {
-        Some(d) if !exhausted => d,
-        _ => stats.last(),
-    };
-    Ok(Outcome {
-        workload: args.workload,
-        addr,
-        connections,
-        established: sh.established.load(Ordering::Relaxed),
-        connect_failed: sh.connect_failed.load(Ordering::Relaxed),
-        held: sh.held.load(Ordering::Relaxed),
-        rate: args.rate,
-        pipeline: args.pipeline,
-        warmup: args.warmup,
-        window,
-        stats,
-        errors,
-        verified_total: sh.verified.load(Ordering::Relaxed),
-    })
 }
 
-/// The live status line on stderr, only when it is a terminal.
-struct Status {
-    on: bool,
-    last: (Instant, u64),
+/// Why a benchmark could not run. Wrong replies are not errors of the run: they
+/// are counted in the [`Report`] ([`Report::verdict`]).
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum BenchError {
+    /// A template (message, reply, greeting, quit word) cannot be used.
+    #[error(transparent)]
+    Workload(#[from] WorkloadError),
+    /// `connections` out of range.
+    #[error("connections: {0} is not in 1..={MAX_CONNECTIONS}")]
+    Connections(u64),
+    /// `pipeline` out of range.
+    #[error("pipeline: {0} is not in 1..={MAX_PIPELINE}")]
+    Pipeline(u32),
+    /// `connect_concurrency` is zero.
+    #[error("connect concurrency: must be at least 1")]
+    ConnectConcurrency,
+    /// `rate` is not a positive number.
+    #[error("--rate must be a positive number, not {0}")]
+    Rate(f64),
+    /// A request count for `hold`, which sends none.
+    #[error("-n does not apply to hold; give -d")]
+    RequestsWithHold,
+    /// A request count of zero.
+    #[error("-n must be at least 1")]
+    NoRequests,
+    /// A shard that does not exist (`index >= count`, or no agents).
+    #[error("--shard {0}/{1}: needs 0 <= I < N <= {MAX_SHARDS}")]
+    Shard(u32, u32),
+    /// Fewer connections (or requests) than agents.
+    #[error("--shard over {0} agents needs at least {0} connections (and requests, with -n)")]
+    ShardTooSmall(u32),
+    /// A start time too far ahead.
+    #[error("--start-at is more than {} hours ahead", MAX_START_DELAY.as_secs() / 3600)]
+    StartTooLate,
+    /// `--find-max-rate` with `--shard`.
+    #[error("--find-max-rate does not run with --shard: every step's verdict needs every agent's histogram")]
+    SearchWithShard,
+    /// A step count out of range.
+    #[error("--max-steps: {0} is not in 1..={max}", max = search::MAX_STEPS)]
+    Steps(u32),
+    /// The address is not `HOST:PORT`.
+    #[error("not HOST:PORT: {0:?}")]
+    Address(String),
+    /// The host did not resolve.
+    #[error(transparent)]
+    Resolve(#[from] crate::net::connect::ConnectError),
 }
 
-impl Status {
-    fn new(on: bool) -> Self {
-        Status { on, last: (Instant::now(), 0) }
+impl BenchError {
+    /// True when the settings themselves are wrong (as opposed to the network).
+    pub fn is_usage(&self) -> bool {
+        !matches!(self, BenchError::Resolve(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_split_without_gaps_or_overlap() {
+        for (total, count) in [(10u64, 4u32), (4, 4), (1000, 7), (5, 1)] {
+            let mut next = 0;
+            for index in 0..count {
+                let (first, n) = Shard { index, count }.part(total);
+                assert_eq!(first, next, "{total}/{count} agent {index}");
+                assert!(n == total / u64::from(count) || n == total / u64::from(count) + 1);
+                next += n;
+            }
+            assert_eq!(next, total);
+        }
     }
 
-    fn show(&mut self, sh: &Shared, phase: &str) {
-        if !self.on {
-            return;
-        }
-        let now = Instant::now();
-        let verified = sh.verified.load(Ordering::Relaxed);
-        let per_s = stats::rate(verified - self.last.1, now - self.last.0);
-        self.last = (now, verified);
-        let errors = sh.errors.lock().map(|l| l.total()).unwrap_or(0);
-        let line = format!(
-            "\r\x1b[K{phase}: {} connected, {} failed, {per_s:.0}/s verified, {errors} errors",
-            sh.established.load(Ordering::Relaxed),
-            sh.connect_failed.load(Ordering::Relaxed),
-        );
-        let _ = std::io::stderr().write_all(line.as_bytes());
-    }
-
-    fn clear(&self) {
-        if self.on {
-            let _ = std::io::stderr().write_all(b"\r\x1b[K");
-        }
+    #[test]
+    fn impossible_shards_and_start_times_are_refused() {
+        let mut c = Config::new("a:1");
+        c.shard = Some(Shard { index: 4, count: 4 });
+        assert!(matches!(c.validate(), Err(BenchError::Shard(4, 4))));
+        c.shard = Some(Shard { index: 0, count: 11 });
+        assert!(matches!(c.validate(), Err(BenchError::ShardTooSmall(11))));
+        c.shard = Some(Shard { index: 3, count: 4 });
+        assert!(c.validate().is_ok());
+        c.start_at = Some(SystemTime::now() + MAX_START_DELAY + Duration::from_secs(60));
+        assert!(matches!(c.validate(), Err(BenchError::StartTooLate)));
+        c.start_at = Some(SystemTime::UNIX_EPOCH);
+        assert!(c.validate().is_ok(), "a past start time starts at once");
     }
 }

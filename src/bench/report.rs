@@ -1,7 +1,7 @@
 //! The result of a run and its three forms: a text report, one JSON object, and
 //! an SVG chart (latency by percentile beside throughput per second, plotters).
 //!
-//! Not for: measuring. Everything here is computed from an [`Outcome`].
+//! Not for: measuring. Everything here is computed from an [`Report`].
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -12,17 +12,20 @@ use serde_json::json;
 
 use super::conn::ErrorLog;
 use super::stats::{Stats, rate};
-use crate::cli::Workload;
+use super::workload::Workload;
 
 /// What a run did.
 #[derive(Debug)]
-pub struct Outcome {
+#[non_exhaustive]
+pub struct Report {
     /// The workload.
     pub workload: Workload,
     /// The server.
     pub addr: SocketAddr,
-    /// Connections asked for (`-c`).
+    /// Connections of this run (its share, with a shard).
     pub connections: u64,
+    /// The number of its first connection (0 without a shard).
+    pub first_id: u64,
     /// Connections established (sessions, for churn).
     pub established: u64,
     /// Connection attempts that failed.
@@ -45,7 +48,32 @@ pub struct Outcome {
     pub verified_total: u64,
 }
 
-impl Outcome {
+impl Report {
+    /// 2000 replies over 2 s to 4 connections, with `errors`.
+    #[cfg(test)]
+    pub(crate) fn for_tests(errors: ErrorLog) -> Report {
+        let mut stats = Stats::new();
+        for i in 0..2000u64 {
+            stats.record(Duration::from_micros(100 + i % 50), Duration::from_millis(i));
+        }
+        Report {
+            workload: Workload::Hello,
+            addr: "127.0.0.1:9".parse().unwrap(),
+            connections: 4,
+            first_id: 0,
+            established: 4,
+            connect_failed: 0,
+            held: 0,
+            rate: None,
+            pipeline: 1,
+            warmup: Duration::ZERO,
+            window: Duration::from_secs(2),
+            stats,
+            errors,
+            verified_total: 2000,
+        }
+    }
+
     /// Measured verified replies (sessions for churn) per second.
     pub fn throughput(&self) -> f64 {
         rate(self.stats.count(), self.window)
@@ -69,8 +97,8 @@ impl Outcome {
             self.verified_total,
             self.unit()
         );
-        if let Some((id, e)) = self.errors.first.first() {
-            let _ = write!(line, "; first: conn {id}: {e}");
+        if let Some(e) = self.errors.first.first() {
+            let _ = write!(line, "; first: conn {}: {}", e.conn, e.message);
         }
         Some(line)
     }
@@ -125,8 +153,8 @@ impl Outcome {
             let _ = writeln!(s, "errors:      0");
         } else {
             let _ = writeln!(s, "errors:      {total} ({})", kinds.join(", "));
-            for (id, e) in &self.errors.first {
-                let _ = writeln!(s, "  conn {id}: {e}");
+            for e in &self.errors.first {
+                let _ = writeln!(s, "  conn {}: {}", e.conn, e.message);
             }
         }
         s
@@ -134,12 +162,7 @@ impl Outcome {
 
     /// The whole result as one JSON object (latencies in microseconds).
     pub fn json(&self) -> serde_json::Value {
-        let first: Vec<_> = self
-            .errors
-            .first
-            .iter()
-            .map(|(id, e)| json!({"conn": id, "kind": e.kind(), "message": e.to_string()}))
-            .collect();
+        let first = &self.errors.first;
         json!({
             "workload": self.workload,
             "addr": self.addr.to_string(),
@@ -242,28 +265,10 @@ pub fn us(v: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::verify::BenchError;
+    use crate::bench::verify::ConnError;
 
-    fn outcome(errors: ErrorLog) -> Outcome {
-        let mut stats = Stats::new();
-        for i in 0..2000u64 {
-            stats.record(Duration::from_micros(100 + i % 50), Duration::from_millis(i));
-        }
-        Outcome {
-            workload: Workload::Hello,
-            addr: "127.0.0.1:9".parse().unwrap(),
-            connections: 4,
-            established: 4,
-            connect_failed: 0,
-            held: 0,
-            rate: None,
-            pipeline: 1,
-            warmup: Duration::ZERO,
-            window: Duration::from_secs(2),
-            stats,
-            errors,
-            verified_total: 2000,
-        }
+    fn outcome(errors: ErrorLog) -> Report {
+        Report::for_tests(errors)
     }
 
     #[test]
@@ -284,17 +289,17 @@ mod tests {
     #[test]
     fn errors_give_a_one_line_verdict_with_the_first_error() {
         let mut log = ErrorLog { limit: 2, ..Default::default() };
-        log.counts.insert("wrong reply", 2);
-        log.counts.insert("reset", 1);
-        log.first.push((
+        log.add(
             3,
-            BenchError::Mismatch {
+            &ConnError::Mismatch {
                 offset: 8,
                 expected: b"Hello, a!\n".to_vec(),
                 got: b"Hello, a\n".to_vec(),
             },
-        ));
-        log.first.push((5, BenchError::Reset));
+        );
+        log.add(5, &ConnError::Reset);
+        log.add(6, &ConnError::Mismatch { offset: 0, expected: b"x".to_vec(), got: b"y".to_vec() });
+        assert_eq!(log.first.len(), 2, "only the first two kept in full");
         let o = outcome(log);
         let v = o.verdict().unwrap();
         assert!(!v.contains('\n'));

@@ -22,12 +22,32 @@ pub const MAX_SECONDS: usize = 86_400;
 /// Samples a connection holds before merging them into the shared statistics.
 pub const BATCH: usize = 64;
 
+/// Longest a connection holds a sample before merging it, measured between the
+/// completion times of its first and newest samples: bounds how late a sample
+/// reaches its interval histogram when replies are slow to come.
+pub const BATCH_AGE: Duration = Duration::from_millis(100);
+
+/// Most interval histograms held at once (about 200 KiB each): intervals are
+/// taken every second, so only a slow taker or a clock jump reaches it; then
+/// samples go into the newest one held.
+pub const MAX_OPEN_INTERVALS: usize = 64;
+
 /// Verified replies: their latencies and when they completed.
 #[derive(Debug, Clone)]
 pub struct Stats {
     hist: Histogram<u64>,
     per_second: Vec<u64>,
     last: Duration,
+    /// Histograms per interval of the window, when asked for ([`Stats::with_intervals`]).
+    intervals: Option<Intervals>,
+}
+
+/// Interval histograms not yet taken: number `next` onwards, in order.
+#[derive(Debug, Clone)]
+struct Intervals {
+    length: Duration,
+    next: u64,
+    open: std::collections::VecDeque<Histogram<u64>>,
 }
 
 impl Default for Stats {
@@ -59,8 +79,64 @@ impl Stats {
     /// Empty statistics: 1 us to one hour at 3 significant digits.
     pub fn new() -> Self {
         // In range by construction: 1 <= 2 * 1 < MAX_LATENCY_US, 3 significant digits.
-        let hist = Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).unwrap_or_else(|_| unreachable!());
-        Stats { hist, per_second: Vec::new(), last: Duration::ZERO }
+        Stats { hist: new_histogram(), per_second: Vec::new(), last: Duration::ZERO, intervals: None }
+    }
+
+    /// Empty statistics that also keep one histogram per `length` of the window,
+    /// for [`Stats::take_intervals`]. `length` is at least a millisecond.
+    pub fn with_intervals(length: Duration) -> Self {
+        let length = length.max(Duration::from_millis(1));
+        Stats { intervals: Some(Intervals { length, next: 0, open: Default::default() }), ..Stats::new() }
+    }
+
+    /// Take the interval histograms before interval number `upto` (those not
+    /// taken yet, empty ones included), oldest first, with their start in the window.
+    /// A sample recorded later for a taken interval goes into the oldest one left.
+    pub fn take_intervals(&mut self, upto: u64) -> Vec<(Duration, Histogram<u64>)> {
+        let Some(iv) = &mut self.intervals else { return Vec::new() };
+        let mut out = Vec::new();
+        while iv.next < upto {
+            let h = iv.open.pop_front().unwrap_or_else(new_histogram);
+            out.push((iv.length * iv.next as u32, h));
+            iv.next += 1;
+        }
+        out
+    }
+
+    /// The interval length, when intervals are kept.
+    pub fn interval_length(&self) -> Option<Duration> {
+        self.intervals.as_ref().map(|iv| iv.length)
+    }
+
+    /// Add a whole histogram recorded in the interval starting `at` into the window
+    /// and lasting `length` (merging interval logs).
+    pub fn add_interval(
+        &mut self,
+        hist: &Histogram<u64>,
+        at: Duration,
+        length: Duration,
+    ) -> Result<(), String> {
+        self.hist.add(hist).map_err(|e| format!("histogram out of range: {e:?}"))?;
+        self.last = self.last.max(at + length);
+        let second = at.as_secs() as usize;
+        if second < MAX_SECONDS && !hist.is_empty() {
+            if self.per_second.len() <= second {
+                self.per_second.resize(second + 1, 0);
+            }
+            self.per_second[second] += hist.len();
+        }
+        Ok(())
+    }
+
+    /// Statistics made elsewhere (a merge): the histogram, replies per second and
+    /// the end of the last one.
+    pub fn from_parts(hist: Histogram<u64>, per_second: Vec<u64>, last: Duration) -> Self {
+        Stats { hist, per_second, last, intervals: None }
+    }
+
+    /// The histogram of every sample.
+    pub fn histogram(&self) -> &Histogram<u64> {
+        &self.hist
     }
 
     /// Record one verified reply that took `latency` and completed `at` after the
@@ -68,6 +144,14 @@ impl Stats {
     pub fn record(&mut self, latency: Duration, at: Duration) {
         let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX).clamp(1, MAX_LATENCY_US);
         self.hist.saturating_record(us);
+        if let Some(iv) = &mut self.intervals {
+            let index = (at.as_nanos() / iv.length.as_nanos()) as u64;
+            let slot = (index.saturating_sub(iv.next) as usize).min(MAX_OPEN_INTERVALS - 1);
+            while iv.open.len() <= slot {
+                iv.open.push_back(new_histogram());
+            }
+            iv.open[slot].saturating_record(us);
+        }
         self.last = self.last.max(at);
         let second = at.as_secs() as usize;
         if second < MAX_SECONDS {
@@ -153,6 +237,12 @@ impl Stats {
     }
 }
 
+/// An empty histogram: 1 us to [`MAX_LATENCY_US`] at 3 significant digits.
+pub fn new_histogram() -> Histogram<u64> {
+    // In range by construction: 1 <= 2 * 1 < MAX_LATENCY_US, 3 significant digits.
+    Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).unwrap_or_else(|_| unreachable!())
+}
+
 /// A connection's samples not yet merged; at most [`BATCH`] before a merge is due.
 #[derive(Debug, Default)]
 pub struct Batch {
@@ -160,10 +250,11 @@ pub struct Batch {
 }
 
 impl Batch {
-    /// Add a sample; true when the batch is full and should be absorbed.
+    /// Add a sample; true when the batch is full, or its first sample is over
+    /// [`BATCH_AGE`] older than this one, and it should be absorbed.
     pub fn push(&mut self, latency: Duration, at: Duration) -> bool {
         self.samples.push((latency, at));
-        self.samples.len() >= BATCH
+        self.samples.len() >= BATCH || self.samples.first().is_some_and(|&(_, first)| at >= first + BATCH_AGE)
     }
 
     /// Samples held.
@@ -291,6 +382,56 @@ mod tests {
         let curve = s.percentile_curve();
         assert!(curve.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1));
         assert_eq!(curve.last().unwrap(), &(100.0, s.summary().max_us));
+    }
+
+    #[test]
+    fn intervals_hold_the_samples_of_their_time_and_add_up_to_the_total() {
+        let mut s = Stats::with_intervals(Duration::from_secs(1));
+        s.record(ms(1), ms(10));
+        s.record(ms(2), ms(990));
+        s.record(ms(3), ms(2500));
+        let taken = s.take_intervals(2);
+        let counts: Vec<_> = taken.iter().map(|(at, h)| (at.as_secs(), h.len())).collect();
+        assert_eq!(counts, vec![(0, 2), (1, 0)], "the empty second is there too");
+        // A late sample for a taken interval lands in the oldest one left.
+        s.record(ms(4), ms(500));
+        let rest = s.take_intervals(3);
+        assert_eq!(rest.len(), 1);
+        assert_eq!((rest[0].0, rest[0].1.len()), (Duration::from_secs(2), 2));
+        assert_eq!(s.count(), 4);
+        assert!(s.take_intervals(3).is_empty());
+    }
+
+    #[test]
+    fn intervals_are_bounded_in_number() {
+        let mut s = Stats::with_intervals(Duration::from_millis(1));
+        s.record(ms(1), Duration::from_secs(3600));
+        let Some(iv) = &s.intervals else { panic!() };
+        assert_eq!(iv.open.len(), MAX_OPEN_INTERVALS);
+        // Without intervals, nothing is kept per interval.
+        let mut s = Stats::new();
+        s.record(ms(1), ms(1));
+        assert!(s.take_intervals(10).is_empty());
+    }
+
+    #[test]
+    fn a_batch_is_absorbed_when_its_oldest_sample_ages() {
+        let mut batch = Batch::default();
+        assert!(!batch.push(ms(1), ms(0)));
+        assert!(!batch.push(ms(1), BATCH_AGE - ms(1)));
+        assert!(batch.push(ms(1), BATCH_AGE));
+    }
+
+    #[test]
+    fn whole_interval_histograms_add_into_totals_and_seconds() {
+        let mut a = Stats::new();
+        let mut h = new_histogram();
+        h.record(100).unwrap();
+        h.record(200).unwrap();
+        a.add_interval(&h, Duration::from_secs(3), Duration::from_secs(1)).unwrap();
+        assert_eq!(a.count(), 2);
+        assert_eq!(a.per_second(), &[0, 0, 0, 2]);
+        assert_eq!(a.last(), Duration::from_secs(4));
     }
 
     #[test]

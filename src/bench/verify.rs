@@ -21,7 +21,7 @@ pub const SHOWN_BYTES: usize = 96;
 /// Something the server did wrong, or the network did to a connection.
 #[derive(Debug, Error)]
 #[non_exhaustive]
-pub enum BenchError {
+pub enum ConnError {
     /// A reply differed from the expected bytes.
     #[error("wrong reply at byte {offset}: expected \"{}\", got \"{}\"", esc(expected), esc(got))]
     Mismatch {
@@ -68,18 +68,18 @@ pub enum BenchError {
     Io(io::Error),
 }
 
-impl BenchError {
+impl ConnError {
     /// A short stable name for counting errors by kind.
     pub fn kind(&self) -> &'static str {
         match self {
-            BenchError::Mismatch { .. } => "wrong reply",
-            BenchError::Unexpected { .. } => "unexpected bytes",
-            BenchError::ShortRead { .. } => "short read",
-            BenchError::Closed => "closed",
-            BenchError::Reset => "reset",
-            BenchError::Timeout { .. } => "timeout",
-            BenchError::Connect(_) => "connect failed",
-            BenchError::Io(_) => "socket error",
+            ConnError::Mismatch { .. } => "wrong reply",
+            ConnError::Unexpected { .. } => "unexpected bytes",
+            ConnError::ShortRead { .. } => "short read",
+            ConnError::Closed => "closed",
+            ConnError::Reset => "reset",
+            ConnError::Timeout { .. } => "timeout",
+            ConnError::Connect(_) => "connect failed",
+            ConnError::Io(_) => "socket error",
         }
     }
 
@@ -87,9 +87,9 @@ impl BenchError {
     pub fn from_io(e: io::Error) -> Self {
         match e.kind() {
             io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted | io::ErrorKind::BrokenPipe => {
-                BenchError::Reset
+                ConnError::Reset
             }
-            _ => BenchError::Io(e),
+            _ => ConnError::Io(e),
         }
     }
 }
@@ -152,10 +152,10 @@ impl<T> Verifier<T> {
 
     /// Match `data` against the expected replies; `done` is called with the tag of
     /// each completed reply, in order. Stops at the first wrong byte.
-    pub fn feed(&mut self, mut data: &[u8], mut done: impl FnMut(T)) -> Result<(), BenchError> {
+    pub fn feed(&mut self, mut data: &[u8], mut done: impl FnMut(T)) -> Result<(), ConnError> {
         while !data.is_empty() {
             let Some((expected, _)) = self.queue.front() else {
-                return Err(BenchError::Unexpected { got: data[..data.len().min(SHOWN_BYTES)].to_vec() });
+                return Err(ConnError::Unexpected { got: data[..data.len().min(SHOWN_BYTES)].to_vec() });
             };
             let want = &expected[self.matched..];
             let n = want.len().min(data.len());
@@ -163,7 +163,7 @@ impl<T> Verifier<T> {
                 let offset = self.matched + i;
                 let mut got = expected[..self.matched].to_vec();
                 got.extend_from_slice(&data[..data.len().min(i + SHOWN_BYTES)]);
-                return Err(BenchError::Mismatch { offset, expected: expected.clone(), got });
+                return Err(ConnError::Mismatch { offset, expected: expected.clone(), got });
             }
             self.matched += n;
             data = &data[n..];
@@ -179,10 +179,10 @@ impl<T> Verifier<T> {
     }
 
     /// The stream ended: fine only when no reply is awaited.
-    pub fn eof(&self) -> Result<(), BenchError> {
+    pub fn eof(&self) -> Result<(), ConnError> {
         match self.queue.front() {
             None => Ok(()),
-            Some((expected, _)) => Err(BenchError::ShortRead {
+            Some((expected, _)) => Err(ConnError::ShortRead {
                 expected: expected.clone(),
                 got: expected[..self.matched].to_vec(),
             }),
@@ -252,7 +252,7 @@ mod tests {
         hello(&mut v, "Michael", 1);
         let err = v.feed(b"Hello, Michele!\n", |_| panic!("must not complete")).unwrap_err();
         match &err {
-            BenchError::Mismatch { offset, expected, got } => {
+            ConnError::Mismatch { offset, expected, got } => {
                 assert_eq!(*offset, 11);
                 assert_eq!(expected, b"Hello, Michael!\n");
                 assert_eq!(got, b"Hello, Michele!\n");
@@ -270,7 +270,7 @@ mod tests {
         v.feed(b"Hello, x", |_| panic!()).unwrap();
         let err = v.feed(b"\n", |_| panic!()).unwrap_err();
         match err {
-            BenchError::Mismatch { offset, got, .. } => {
+            ConnError::Mismatch { offset, got, .. } => {
                 assert_eq!(offset, 8);
                 assert_eq!(got, b"Hello, x\n");
             }
@@ -285,10 +285,10 @@ mod tests {
         let mut done = 0;
         let err = v.feed(b"Hello, x!\nERR server busy\n", |_| done += 1).unwrap_err();
         assert_eq!(done, 1);
-        assert!(matches!(&err, BenchError::Unexpected { got } if got == b"ERR server busy\n"), "{err:?}");
+        assert!(matches!(&err, ConnError::Unexpected { got } if got == b"ERR server busy\n"), "{err:?}");
         // And with nothing expected at all.
         let mut v: Verifier<()> = Verifier::new();
-        assert!(matches!(v.feed(b"?", |_| ()), Err(BenchError::Unexpected { .. })));
+        assert!(matches!(v.feed(b"?", |_| ()), Err(ConnError::Unexpected { .. })));
     }
 
     #[test]
@@ -297,7 +297,7 @@ mod tests {
         hello(&mut v, "x", 1);
         v.feed(b"Hello", |_| panic!()).unwrap();
         match v.eof().unwrap_err() {
-            BenchError::ShortRead { expected, got } => {
+            ConnError::ShortRead { expected, got } => {
                 assert_eq!(expected, b"Hello, x!\n");
                 assert_eq!(got, b"Hello");
             }
@@ -306,15 +306,15 @@ mod tests {
         // A close before any byte of the reply, too.
         let mut v = Verifier::new();
         hello(&mut v, "x", 1);
-        assert!(matches!(v.eof(), Err(BenchError::ShortRead { got, .. }) if got.is_empty()));
+        assert!(matches!(v.eof(), Err(ConnError::ShortRead { got, .. }) if got.is_empty()));
     }
 
     #[test]
     fn a_reset_is_its_own_error_kind() {
-        let e = BenchError::from_io(io::Error::from(io::ErrorKind::ConnectionReset));
-        assert!(matches!(e, BenchError::Reset));
+        let e = ConnError::from_io(io::Error::from(io::ErrorKind::ConnectionReset));
+        assert!(matches!(e, ConnError::Reset));
         assert_eq!(e.kind(), "reset");
-        let e = BenchError::from_io(io::Error::from(io::ErrorKind::PermissionDenied));
+        let e = ConnError::from_io(io::Error::from(io::ErrorKind::PermissionDenied));
         assert_eq!(e.kind(), "socket error");
     }
 

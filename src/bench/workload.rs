@@ -3,10 +3,59 @@
 //! line. Pure functions, so every expectation is tested without a socket.
 //!
 //! Not for: timing, sockets or counting (see `conn.rs` and `stats.rs`).
+use std::fmt;
+use std::str::FromStr;
+
 use thiserror::Error;
 
-use crate::cli::{BenchArgs, Workload};
 use crate::serve::protocol::Template;
+
+/// What each connection does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Workload {
+    /// Read the greeting, then send `<message>\n` and expect `Hello, <message>!\n`, repeatedly.
+    #[default]
+    Hello,
+    /// Like hello with no greeting; the reply is the line itself.
+    Echo,
+    /// Connect, greeting, one hello, the quit word, wait for the close; counts sessions/s.
+    Churn,
+    /// Open the connections, read the greeting, stay idle for the duration; counts those held.
+    Hold,
+}
+
+impl Workload {
+    /// Every workload, in the order the help lists them.
+    pub const ALL: [Workload; 4] = [Workload::Hello, Workload::Echo, Workload::Churn, Workload::Hold];
+
+    /// Its name on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::Hello => "hello",
+            Workload::Echo => "echo",
+            Workload::Churn => "churn",
+            Workload::Hold => "hold",
+        }
+    }
+}
+
+impl fmt::Display for Workload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Workload {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Workload::ALL.into_iter().find(|w| w.name() == s).ok_or_else(|| {
+            let names: Vec<_> = Workload::ALL.iter().map(|w| w.name()).collect();
+            format!("unknown workload {s:?} (one of {})", names.join(", "))
+        })
+    }
+}
 
 /// Longest request line a template may produce, in bytes; a sanity bound, since
 /// each connection keeps its expected replies in memory.
@@ -103,23 +152,23 @@ pub struct Spec {
 }
 
 impl Spec {
-    /// The workload the flags describe, with its defaults filled in.
-    pub fn from_args(args: &BenchArgs) -> Result<Self, WorkloadError> {
-        let kind = args.workload;
+    /// The workload `config` describes, with its defaults filled in.
+    pub fn new(config: &super::Config) -> Result<Self, WorkloadError> {
+        let kind = config.workload;
         let default_reply = if kind == Workload::Echo { "{}" } else { "Hello, {}!" };
         let default_greeting = if kind == Workload::Echo { "" } else { "Welcome!" };
-        let reply = args.reply.as_deref().unwrap_or(default_reply);
-        let greeting = args.greeting.as_deref().unwrap_or(default_greeting);
+        let reply = config.reply.as_deref().unwrap_or(default_reply);
+        let greeting = config.greeting.as_deref().unwrap_or(default_greeting);
         check("--reply", reply)?;
         check("--greeting", greeting)?;
-        check("--quit", &args.quit)?;
+        check("--quit", &config.quit)?;
         let line = |s: &str| if s.is_empty() { Vec::new() } else { format!("{s}\n").into_bytes() };
         Ok(Spec {
             kind,
             greeting: line(greeting),
-            message: Message::parse(&args.message)?,
+            message: Message::parse(&config.message)?,
             reply: Template::new(reply),
-            quit: format!("{}\n", args.quit).into_bytes(),
+            quit: format!("{}\n", config.quit).into_bytes(),
         })
     }
 
@@ -152,16 +201,33 @@ fn check(what: &'static str, s: &str) -> Result<(), WorkloadError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::{Cli, Command};
-    use clap::Parser;
+    use crate::bench::Config;
 
+    /// A spec from flag-like pairs, as the command line would set them.
     fn spec(args: &[&str]) -> Result<Spec, WorkloadError> {
-        let mut argv = vec!["tcpkit", "bench", "127.0.0.1:1"];
-        argv.extend_from_slice(args);
-        match Cli::try_parse_from(argv).unwrap().command {
-            Command::Bench(a) => Spec::from_args(&a),
-            _ => unreachable!(),
+        let mut c = Config::new("127.0.0.1:1");
+        for pair in args.chunks(2) {
+            let v = pair[1].to_string();
+            match pair[0] {
+                "-w" => c.workload = v.parse().unwrap(),
+                "-m" => c.message = v,
+                "--reply" => c.reply = Some(v),
+                "--greeting" => c.greeting = Some(v),
+                "--quit" => c.quit = v,
+                other => panic!("{other}"),
+            }
         }
+        Spec::new(&c)
+    }
+
+    #[test]
+    fn workloads_parse_by_name_and_print_it() {
+        for w in Workload::ALL {
+            assert_eq!(w.name().parse::<Workload>(), Ok(w));
+            assert_eq!(w.to_string(), w.name());
+        }
+        let err = "ping".parse::<Workload>().unwrap_err();
+        assert!(err.contains("hello, echo, churn, hold"), "{err}");
     }
 
     fn exchange(s: &Spec, conn: u64, seq: u64) -> (Vec<u8>, Vec<u8>) {

@@ -1,9 +1,19 @@
-//! Flags of `tcpkit serve`.
+//! `tcpkit serve` at the edge: its flags, turned into a [`serve::Config`] in
+//! one place, and the process concerns the library leaves to its caller:
+//! logging set-up, signals (SIGINT/SIGTERM: graceful shutdown; a second one
+//! exits at once with 130), the start-up log lines and the exit code.
+//!
+//! Not for: serving (see `crate::serve`). Defaults are the library's constants.
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use clap::Args;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
 
-pub use crate::log::LogFormat;
+use crate::Failure;
+use crate::log::LogFormat;
+use crate::serve::{self, Config, Server, protocol::Protocol};
 
 /// Run the hello server.
 ///
@@ -13,50 +23,63 @@ pub use crate::log::LogFormat;
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Address to listen on; repeat for several (e.g. `--listen [::]:9999`).
-    #[arg(short, long = "listen", value_name = "ADDR", default_value = "127.0.0.1:9999")]
+    #[arg(short, long = "listen", value_name = "ADDR", default_value = serve::DEFAULT_LISTEN)]
     pub listen: Vec<SocketAddr>,
 
     /// Accept-queue length per listener. Tokio's default of 128 overflows under a
     /// burst of clients, and each dropped SYN costs its client a 1 s retry.
-    #[arg(long, value_name = "N", default_value_t = 1024)]
+    #[arg(long, value_name = "N", default_value_t = serve::DEFAULT_BACKLOG)]
     pub backlog: u32,
 
     /// Line sent to each client on connect (a newline is added; empty = none).
-    #[arg(long, value_name = "TEXT", default_value = "Welcome!")]
+    #[arg(long, value_name = "TEXT", default_value = serve::DEFAULT_GREETING)]
     pub greeting: String,
 
-    /// Reply to each line; `{}` stands for the line's bytes (a newline is added).
-    #[arg(long, value_name = "TEMPLATE", default_value = "Hello, {}!")]
+    /// Reply to each line; each `{}` stands for the line's bytes (a newline is added).
+    #[arg(long, value_name = "TEMPLATE", default_value = serve::DEFAULT_REPLY)]
     pub reply: String,
 
     /// The line that closes the connection, after every earlier reply is sent.
-    #[arg(long = "quit", value_name = "WORD", default_value = "exit")]
+    #[arg(long = "quit", value_name = "WORD", default_value = serve::DEFAULT_QUIT)]
     pub quit: String,
 
     /// Longest line accepted, in bytes, without its newline. A longer one gets
     /// `ERR line too long (limit N bytes)` and the connection is closed.
-    #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024,
-          value_parser = clap::value_parser!(usize))]
+    #[arg(long, value_name = "BYTES", default_value_t = serve::DEFAULT_MAX_LINE)]
     pub max_line: usize,
 
+    /// Longest reply the template may make of a longest line; a larger
+    /// configuration is refused at start (it bounds what a client that does
+    /// not read can make the server hold).
+    #[arg(long, value_name = "BYTES", default_value_t = serve::DEFAULT_MAX_REPLY)]
+    pub max_reply: usize,
+
+    /// Bytes of partial lines all connections together may hold in memory; a
+    /// connection whose line would pass it gets `ERR server busy: input budget
+    /// exhausted` and is closed.
+    #[arg(long, value_name = "BYTES", default_value_t = serve::DEFAULT_INPUT_BUDGET)]
+    pub input_budget: usize,
+
     /// Most connections served at once; one more gets `ERR server busy` and is
-    /// closed. Default: the open-file limit less a reserve for the server itself.
+    /// closed. Default: what the open-file limit leaves once the server runs.
     #[arg(long, value_name = "N")]
     pub max_connections: Option<usize>,
 
-    /// Close a connection after this many seconds without a byte from the client
-    /// (0 = never).
-    #[arg(long, value_name = "SECS", default_value = "300", value_parser = super::duration::parse_duration)]
-    pub idle_timeout: std::time::Duration,
+    /// Close a connection after this long without a byte from the client
+    /// (0 = never). Seconds, or with a unit: 500ms, 2m, 1h.
+    #[arg(long, value_name = "SECS", default_value = serve::DEFAULT_IDLE_TIMEOUT,
+          value_parser = super::duration::parse_duration)]
+    pub idle_timeout: Duration,
 
     /// On SIGINT/SIGTERM, how long to finish owed replies before closing anyway.
-    #[arg(long, value_name = "SECS", default_value = "10", value_parser = super::duration::parse_duration)]
-    pub shutdown_timeout: std::time::Duration,
+    #[arg(long, value_name = "SECS", default_value = serve::DEFAULT_SHUTDOWN_TIMEOUT,
+          value_parser = super::duration::parse_duration)]
+    pub shutdown_timeout: Duration,
 
     /// Worker threads (0 = one per core, at most 1024). On a machine shared with
     /// the load generator, `--threads 1` spends the least CPU per reply.
-    #[arg(long, value_name = "N", default_value_t = 0,
-          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=1024))]
+    #[arg(long, value_name = "N", default_value_t = serve::DEFAULT_THREADS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=serve::MAX_THREADS as u64))]
     pub threads: usize,
 
     /// Log warnings and errors only (no per-connection lines).
@@ -70,6 +93,102 @@ pub struct ServeArgs {
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+impl ServeArgs {
+    /// The server configuration the flags ask for.
+    pub fn config(&self) -> Config {
+        Config {
+            listen: self.listen.clone(),
+            backlog: self.backlog,
+            protocol: Protocol::new(&self.greeting, &self.reply, &self.quit),
+            max_line: self.max_line,
+            max_reply: self.max_reply,
+            input_budget: self.input_budget,
+            max_connections: self.max_connections,
+            idle_timeout: (!self.idle_timeout.is_zero()).then_some(self.idle_timeout),
+            shutdown_timeout: self.shutdown_timeout,
+            threads: self.threads,
+        }
+    }
+}
+
+/// Exit code when the server cannot start.
+const EXIT_START: u8 = 1;
+/// Exit code on a second signal (128 + SIGINT, as shells report an interrupt).
+const EXIT_SECOND_SIGNAL: i32 = 130;
+
+impl ServeArgs {
+    /// `tcpkit serve`: log set-up, bind, serve until a signal.
+    pub fn run(self) -> Result<(), Failure> {
+        run(self)
+    }
+}
+
+fn run(args: ServeArgs) -> Result<(), Failure> {
+    crate::log::init(args.quiet, args.verbose, args.log_format);
+    let config = args.config();
+    let fail = |e: &dyn std::fmt::Display| Failure::new(EXIT_START, e.to_string());
+    serve::limits::check_start().map_err(|e| fail(&e))?;
+    // The runtime exists before bind, so its descriptors are counted in the
+    // server's reserve.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| fail(&e))?;
+    let server = Server::bind(&config).map_err(|e| fail(&e))?;
+    rt.block_on(async {
+        // Handlers first: once "listening" is logged, a supervisor may signal.
+        let shutdown = CancellationToken::new();
+        match Signals::install() {
+            Ok(signals) => drop(tokio::spawn(signals.watch(shutdown.clone()))),
+            Err(e) => warn!(error = %e, "cannot install signal handlers; stop the server with SIGKILL"),
+        }
+        for addr in server.local_addrs() {
+            info!(%addr, "listening");
+        }
+        let c = server.capacity();
+        info!(
+            max_connections = c.max_connections,
+            threads = c.threads,
+            open_file_limit = c.open_file_limit,
+            open_at_start = c.open_at_start,
+            worst_reply = c.worst_reply,
+            worst_case_memory = c.worst_case_memory,
+            "capacity"
+        );
+        if c.max_connections > c.fd_connections {
+            warn!(
+                max_connections = c.max_connections,
+                fd_connections = c.fd_connections,
+                "--max-connections is over what the open-file limit allows: clients past it wait \
+                 in the backlog instead of being told busy; lower it or raise ulimit -n"
+            );
+        }
+        let t = server.run(shutdown).await.map_err(|e| fail(&e))?;
+        info!(served = t.served, busy = t.busy, cut = t.cut, "stopped");
+        Ok(())
+    })
+}
+
+/// SIGINT and SIGTERM, watched from start-up on.
+struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals { int: signal(SignalKind::interrupt())?, term: signal(SignalKind::terminate())? })
+    }
+
+    /// First signal: graceful shutdown. Second: exit at once.
+    async fn watch(mut self, shutdown: CancellationToken) {
+        tokio::select! { _ = self.int.recv() => {}, _ = self.term.recv() => {} }
+        info!("shutting down: no new connections; answering what has arrived");
+        shutdown.cancel();
+        tokio::select! { _ = self.int.recv() => {}, _ = self.term.recv() => {} }
+        warn!("second signal: exiting now");
+        std::process::exit(EXIT_SECOND_SIGNAL);
+    }
 }
 
 #[cfg(test)]
@@ -98,6 +217,12 @@ mod tests {
         assert_eq!(a.idle_timeout, std::time::Duration::from_secs(300));
         assert_eq!(a.shutdown_timeout, std::time::Duration::from_secs(10));
         assert_eq!(a.max_connections, None);
+        // The library's defaults and the flags' are the same constants.
+        let (from_flags, library) = (a.config(), crate::serve::Config::default());
+        assert_eq!(from_flags.max_line, library.max_line);
+        assert_eq!(from_flags.input_budget, library.input_budget);
+        assert_eq!(from_flags.idle_timeout, library.idle_timeout);
+        assert_eq!(from_flags.protocol.greeting, library.protocol.greeting);
     }
 
     #[test]

@@ -41,6 +41,11 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! With [`Config::tls`] the conversation runs over TLS (verified by default);
+//! with [`Config::trace`] every byte both ways is recorded, after TLS. With
+//! [`Config::proxy`] a PROXY protocol header ([`crate::net::proxy`]) is sent
+//! first, before TLS, as a load balancer would.
+//!
 //! Not for: listening, UDP, process concerns (exit codes, signals, printing
 //! errors), or interpreting the bytes in any way.
 use std::io::{self, Write};
@@ -51,6 +56,9 @@ use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::net::connect::{ConnectError, ConnectOptions, Family, connect};
+use crate::net::proxy::{self, ProxyError, Tlv};
+use crate::net::tls::{ClientSettings, HandshakeError, HandshakeSummary, TlsError};
+use crate::net::trace::{Tap, Trace};
 use crate::net::{IoClass, classify};
 
 mod session;
@@ -61,6 +69,9 @@ pub use session::{CHUNK, Crlf, SessionError, Settings, Stats, session};
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default for [`Config::idle_timeout`]: none, a quiet connection stays open.
 pub const DEFAULT_IDLE_TIMEOUT: Option<Duration> = None;
+/// Default for [`Config::handshake_timeout`]: a TLS server that never answers
+/// the handshake is given up on after this long.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What to connect to and how to behave: everything the command line can ask for.
 #[derive(Debug, Clone)]
@@ -89,6 +100,57 @@ pub struct Config {
     pub end_on_peer_eof: bool,
     /// Write connection details to [`Io::diag`].
     pub verbose: bool,
+    /// Speak TLS over the connection, verified as these settings say.
+    pub tls: Option<ClientSettings>,
+    /// The name for SNI and certificate verification; `None`: the host.
+    pub tls_name: Option<String>,
+    /// Bound on the TLS handshake; `None` waits as long as the server.
+    pub handshake_timeout: Option<Duration>,
+    /// Record every byte both ways (after TLS: the plaintext), the 4-tuple,
+    /// the handshake and the half-closes. See [`crate::net::trace`].
+    pub trace: Option<Trace>,
+    /// Send this PROXY protocol header first (before TLS; not counted in
+    /// [`Stats::sent`]), even with [`Config::zero_io`], as a balancer's health check does.
+    pub proxy: Option<ProxyHeader>,
+}
+
+/// The PROXY protocol header [`run`] sends: its addresses are the real
+/// connection's unless [`ProxyHeader::source`] says otherwise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ProxyHeader {
+    /// v1 text or v2 binary.
+    pub version: proxy::Version,
+    /// The client the header claims to stand for; `None`: the connection's
+    /// own local address. A port of 0 keeps the connection's local port.
+    pub source: Option<SocketAddr>,
+    /// Send no addresses: v1 `UNKNOWN`, v2 `LOCAL` (the receiver keeps the real ones).
+    pub local: bool,
+    /// v2 TLVs, in this order (`AUTHORITY`, `UNIQUE_ID`...).
+    pub tlvs: Vec<Tlv>,
+}
+
+impl ProxyHeader {
+    /// A header of `version` with the connection's real addresses and no TLVs.
+    pub fn new(version: proxy::Version) -> ProxyHeader {
+        ProxyHeader { version, source: None, local: false, tlvs: Vec::new() }
+    }
+
+    /// The header for a connection from `local` to `peer`.
+    pub fn header(&self, local: SocketAddr, peer: SocketAddr) -> proxy::Header {
+        let mut header = if self.local {
+            proxy::Header::local(self.version)
+        } else {
+            let source = match self.source {
+                Some(s) if s.port() == 0 => SocketAddr::new(s.ip(), local.port()),
+                Some(s) => s,
+                None => local,
+            };
+            proxy::Header::proxy(self.version, source, peer)
+        };
+        header.tlvs.clone_from(&self.tlvs);
+        header
+    }
 }
 
 impl Config {
@@ -106,6 +168,11 @@ impl Config {
             zero_io: false,
             end_on_peer_eof: false,
             verbose: false,
+            tls: None,
+            tls_name: None,
+            handshake_timeout: Some(DEFAULT_HANDSHAKE_TIMEOUT),
+            trace: None,
+            proxy: None,
         }
     }
 }
@@ -151,6 +218,18 @@ pub enum Error {
         /// Bytes received before the failure.
         received: u64,
     },
+    /// The TLS peer closed the TCP connection without a TLS `close_notify`:
+    /// what was received is printed, but its end may be missing (an attacker
+    /// can cut a TCP stream; only `close_notify` proves the end).
+    #[error(
+        "connection to {peer} closed without TLS close_notify after {received} bytes received: the end may be missing"
+    )]
+    TlsTruncated {
+        /// The server's address.
+        peer: SocketAddr,
+        /// Bytes received (and printed) before the close.
+        received: u64,
+    },
     /// Any other socket error while the connection was open.
     #[error("connection to {peer}: {source}")]
     Socket {
@@ -162,6 +241,13 @@ pub enum Error {
     /// Reading the input failed.
     #[error("reading stdin: {0}")]
     Stdin(io::Error),
+    /// The TLS configuration could not be built (a `--cacert`, `--cert` or `--key` file).
+    #[error(transparent)]
+    TlsConfig(#[from] TlsError),
+    /// The TLS handshake failed: the certificate was refused, the server
+    /// refused us, or it did not finish in time.
+    #[error(transparent)]
+    Tls(#[from] HandshakeError),
     /// Writing the output failed; a closed pipe ends the command like this too (as in ncat).
     #[error("writing stdout: {source} after {written} bytes")]
     Stdout {
@@ -170,6 +256,9 @@ pub enum Error {
         /// Bytes written to the output before the failure.
         written: u64,
     },
+    /// The PROXY header asked for cannot be built (TLVs in v1, too long).
+    #[error(transparent)]
+    Proxy(#[from] ProxyError),
 }
 
 impl SessionError {
@@ -179,6 +268,8 @@ impl SessionError {
             SessionError::Socket(source) => match classify(&source) {
                 IoClass::Reset => Error::Reset { peer, received },
                 IoClass::TimedOut => Error::TimedOut { peer, received },
+                // A plain TCP EOF is a zero-length read; only rustls reports one as an error.
+                _ if source.kind() == io::ErrorKind::UnexpectedEof => Error::TlsTruncated { peer, received },
                 _ => Error::Socket { peer, source },
             },
             SessionError::Input(e) => Error::Stdin(e),
@@ -210,18 +301,30 @@ where
         // Interactive lines should leave at once, not wait for the previous ACK.
         nodelay: true,
     };
+    // Configuration errors (unreadable CA file...) come before any connection.
+    let tls = match &config.tls {
+        Some(settings) => {
+            let name = crate::net::tls::server_name(config.tls_name.as_deref().unwrap_or(&config.host))?;
+            Some((crate::net::tls::client_config_with(settings)?, name))
+        }
+        None => None,
+    };
+    if let Some(p) = &config.proxy {
+        // Only the TLVs and the version can make a header fail: check them before connecting.
+        let any = SocketAddr::from(([0, 0, 0, 0], 0));
+        p.header(any, any).encode()?;
+    }
     let mut conn = connect(&config.host, config.port, &opts).await?;
-    let peer = conn.peer;
+    let (peer, local) = (conn.peer, conn.local);
     note(&format!(
-        "connected to {peer} from {} (resolve {:.1} ms, connect {:.1} ms)",
-        conn.local,
+        "connected to {peer} from {local} (resolve {:.1} ms, connect {:.1} ms)",
         conn.resolve_time.as_secs_f64() * 1e3,
         conn.connect_time.as_secs_f64() * 1e3
     ));
-    if config.zero_io {
-        return Ok(Stats::default());
+    let trace = config.trace.as_ref();
+    if let Some(trace) = trace {
+        trace.info(format!("Connected to {peer} from {local}"));
     }
-    let (sock_rd, sock_wr) = conn.stream.split();
     let settings = Settings {
         crlf: config.crlf,
         half_close: config.half_close,
@@ -229,11 +332,88 @@ where
         idle: config.idle_timeout,
     };
     let mut stats = Stats::default();
-    let outcome = session(input, output, sock_rd, sock_wr, &settings, &mut stats)
-        .await
-        .map_err(|e| e.into_error(peer, &stats));
+    if let Some(p) = &config.proxy {
+        use tokio::io::AsyncWriteExt;
+        let header = p.header(local, peer);
+        let bytes = header.encode()?;
+        // A few dozen bytes on a fresh socket: they fit its send buffer at once.
+        let sent = conn.stream.write_all(&bytes).await;
+        if let Err(e) = sent {
+            let err = SessionError::Socket(e).into_error(peer, &stats);
+            if let Some(trace) = trace {
+                trace.info(err.to_string());
+            }
+            return Err(err);
+        }
+        let line = format!("sent {header} header ({} bytes)", bytes.len());
+        note(&line);
+        if let Some(trace) = trace {
+            trace.info(format!("Sent {header} header ({} bytes)", bytes.len()));
+        }
+    }
+    let outcome = match tls {
+        None if config.zero_io => return Ok(stats),
+        None if trace.is_none() => {
+            // The plain path as before: TcpStream's own split needs no lock per poll.
+            let mut stream = conn.stream;
+            let (rd, wr) = stream.split();
+            session(input, output, rd, wr, &settings, &mut stats).await
+        }
+        None => converse(conn.stream, trace, input, output, &settings, &mut stats).await,
+        Some((client, name)) => {
+            let handshake = crate::net::tls::handshake(conn.stream, client, name, config.handshake_timeout);
+            let stream = handshake.await.inspect_err(|e| {
+                if let Some(trace) = trace {
+                    trace.info(e.to_string());
+                }
+            })?;
+            for line in HandshakeSummary::of(stream.get_ref().1).lines() {
+                note(&line);
+                if let Some(trace) = trace {
+                    trace.info(line);
+                }
+            }
+            if config.zero_io {
+                return Ok(stats);
+            }
+            converse(stream, trace, input, output, &settings, &mut stats).await
+        }
+    };
+    let outcome = outcome.map_err(|e| e.into_error(peer, &stats));
+    if let (Some(trace), Err(e)) = (trace, &outcome) {
+        trace.info(e.to_string());
+    }
     note(&format!("closed: {} bytes sent, {} bytes received", stats.sent, stats.received));
+    if let Some(trace) = trace {
+        trace.info(format!("Closed: {} bytes sent, {} bytes received", stats.sent, stats.received));
+    }
     outcome.map(|()| stats)
+}
+
+/// [`session`] over any stream, through a [`Tap`] when tracing.
+async fn converse<S, I, O>(
+    stream: S,
+    trace: Option<&Trace>,
+    input: I,
+    output: O,
+    settings: &Settings,
+    stats: &mut Stats,
+) -> Result<(), SessionError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    I: AsyncRead + Unpin,
+    O: AsyncWrite + Unpin,
+{
+    match trace {
+        Some(trace) => {
+            let (rd, wr) = tokio::io::split(Tap::new(stream, trace.clone()));
+            session(input, output, rd, wr, settings, stats).await
+        }
+        None => {
+            let (rd, wr) = tokio::io::split(stream);
+            session(input, output, rd, wr, settings, stats).await
+        }
+    }
 }
 
 #[cfg(test)]

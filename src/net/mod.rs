@@ -1,12 +1,14 @@
 //! The socket layer every command uses: connecting (Happy Eyeballs), listening
 //! (socket2 options), TLS configurations and the few socket options the standard
-//! library and socket2 do not offer.
+//! library and socket2 do not offer, and the PROXY protocol header that
+//! precedes a connection's bytes ([`proxy`]).
 //!
-//! Not for: protocols. Nothing here reads or writes application bytes.
+//! Not for: application protocols. Nothing here reads or writes application bytes.
 
 pub mod connect;
 pub mod error;
 pub mod listen;
+pub mod proxy;
 pub mod sys;
 pub mod tls;
 pub mod trace;

@@ -10,9 +10,43 @@
 //!   lines and header/data distinctions) records into. Recording never blocks
 //!   and never fails: events go to a writer thread through a queue bounded by
 //!   [`MAX_QUEUED_BYTES`]; past it, bytes are counted as dropped and a marker
-//!   line says how many. A sink that fails (EPIPE, ENOSPC) ends the writing,
-//!   reported once by [`TraceWriter::finish`], never a stall or a panic.
+//!   line says how many. A sink that fails (EPIPE, ENOSPC) ends that trace's
+//!   writing, reported once by [`TraceWriter::finish`], never a stall or a panic.
+//! - [`start`] makes one trace on a writer thread of its own (a client's one
+//!   connection); [`writer`] makes a thread that [`TraceWriter::open`]s any
+//!   number of traces, one per connection of a server, each with its own sink
+//!   and [`Options::max_bytes`], all under one queue bound and one thread.
 //! - [`format_data`] and [`format_info`] are the pure formatters.
+//!
+//! A server tracing each connection to a file of its own, on one writer thread:
+//!
+//! ```
+//! use tcpkit::net::trace::{self, Options, Tap};
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let writer = trace::writer(trace::MAX_QUEUED_BYTES)?;
+//! let rt = tokio::runtime::Builder::new_current_thread().build()?;
+//! rt.block_on(async {
+//!     // Stand-ins for an accepted connection and its peer.
+//!     let (conn, mut peer) = tokio::io::duplex(1024);
+//!     let file = std::fs::File::create(dir.path().join("conn-1.trace"))?;
+//!     let opts = Options { max_bytes: Some(1 << 20), ..Options::default() };
+//!     let trace = writer.open(file, opts);
+//!     trace.info("Accepted 127.0.0.1:40000 on 127.0.0.1:9999");
+//!     let mut conn = Tap::new(conn, trace);
+//!     conn.write_all(b"Welcome!\n").await?;
+//!     let mut got = [0u8; 9];
+//!     peer.read_exact(&mut got).await?;
+//!     drop(conn); // the last clone of the trace: its file is flushed and closed
+//!     Ok::<_, std::io::Error>(())
+//! })?;
+//! assert!(writer.finish().error.is_none());
+//! let text = std::fs::read_to_string(dir.path().join("conn-1.trace"))?;
+//! assert!(text.ends_with("=> Send data, 9 bytes (0x9)\n\
+//!     0000: 57 65 6c 63 6f 6d 65 21 0a                      Welcome!.\n"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 //!
 //! Timestamps are UTC (curl prints local time; a container's is UTC anyway).
 //!
@@ -60,11 +94,15 @@ pub struct Options {
     pub time: bool,
     /// Bound on bytes waiting for the writer (default [`MAX_QUEUED_BYTES`]).
     pub max_queued: usize,
+    /// Bound on data bytes recorded in this trace (`None`: no bound). Past it,
+    /// one `Info` line says so and nothing more is recorded, so a long
+    /// connection cannot fill the disk (`serve --trace-max-bytes`).
+    pub max_bytes: Option<u64>,
 }
 
 impl Default for Options {
     fn default() -> Options {
-        Options { format: Format::Curl, time: false, max_queued: MAX_QUEUED_BYTES }
+        Options { format: Format::Curl, time: false, max_queued: MAX_QUEUED_BYTES, max_bytes: None }
     }
 }
 
@@ -195,146 +233,263 @@ fn hexdump_ncat(out: &mut String, bytes: &[u8]) {
 }
 
 enum Msg {
-    Info(SystemTime, String),
-    Data(SystemTime, Dir, Kind, Vec<u8>),
+    Open(u64, Box<dyn Write + Send>, Options, Arc<Flags>),
+    Info(u64, SystemTime, String),
+    Data(u64, SystemTime, Dir, Kind, Vec<u8>),
+    Close(u64),
     End,
 }
 
-struct Shared {
-    /// [`Options::max_queued`].
+/// What the writer thread and every trace on it share.
+#[derive(Debug)]
+struct WriterShared {
+    /// Bound on bytes queued for this writer, all its traces together.
     max_queued: usize,
-    /// Bytes sent to the writer and not yet written (bounded by [`MAX_QUEUED_BYTES`]).
+    /// Bytes sent to the writer and not yet written (bounded by `max_queued`).
     queued: AtomicUsize,
-    /// Bytes not recorded because the queue was full.
+    /// Bytes not recorded because the queue was full, all traces.
     dropped: AtomicU64,
+    /// The id of the next trace opened.
+    next_id: AtomicU64,
+}
+
+/// One trace's state, shared by the recording side and the writer thread.
+#[derive(Debug, Default)]
+struct Flags {
     /// The sink failed: recording is a no-op from then on.
     failed: AtomicBool,
+    /// Bytes of this trace not recorded because the queue was full.
+    dropped: AtomicU64,
 }
 
-/// The handle events are recorded into; clones share one writer. Every method
-/// returns at once and cannot fail (see the module documentation).
-#[derive(Clone)]
-pub struct Trace {
+/// One trace; the last clone dropped closes it (its sink is flushed and dropped).
+#[derive(Debug)]
+struct TraceState {
+    id: u64,
     tx: mpsc::Sender<Msg>,
-    shared: Arc<Shared>,
+    writer: Arc<WriterShared>,
+    flags: Arc<Flags>,
+    /// [`Options::max_bytes`].
+    max_bytes: Option<u64>,
+    /// Data bytes accepted for recording so far (bounded by `max_bytes`).
+    recorded: AtomicU64,
 }
 
-impl std::fmt::Debug for Trace {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Trace").finish_non_exhaustive()
+impl Drop for TraceState {
+    fn drop(&mut self) {
+        let _ = self.tx.send(Msg::Close(self.id));
     }
 }
 
-/// How a trace ended.
-#[derive(Debug, Default)]
-pub struct TraceOutcome {
-    /// Bytes not recorded because the writer fell behind.
-    pub dropped: u64,
-    /// The sink's first error, after which nothing more was written.
-    pub error: Option<io::Error>,
+/// The handle events are recorded into; clones share one trace. Every method
+/// returns at once and cannot fail (see the module documentation).
+#[derive(Clone, Debug)]
+pub struct Trace {
+    state: Arc<TraceState>,
 }
 
-/// The writer thread of a trace; [`finish`](TraceWriter::finish) it at the end.
+/// How a writer ended.
+#[derive(Debug, Default)]
+pub struct TraceOutcome {
+    /// Bytes not recorded because the writer fell behind, all traces.
+    pub dropped: u64,
+    /// The first error of any sink; that trace wrote nothing more after it.
+    pub error: Option<io::Error>,
+    /// How many traces had a failing sink.
+    pub failed_traces: u64,
+}
+
+/// A writer thread for any number of traces (one per connection, say): each
+/// [`open`](TraceWriter::open) adds a trace with a sink of its own; all share
+/// one queue bound. [`finish`](TraceWriter::finish) it at the end.
 #[derive(Debug)]
 pub struct TraceWriter {
     tx: mpsc::Sender<Msg>,
     done: mpsc::Receiver<TraceOutcome>,
+    shared: Arc<WriterShared>,
 }
 
-/// Start a trace written to `sink` in `opts`'s layout, on a thread of its own.
-pub fn start<W: Write + Send + 'static>(sink: W, opts: Options) -> io::Result<(Trace, TraceWriter)> {
+/// Start a writer thread whose traces together queue at most `max_queued` bytes.
+pub fn writer(max_queued: usize) -> io::Result<TraceWriter> {
     let (tx, rx) = mpsc::channel();
     let (done_tx, done) = mpsc::channel();
-    let shared = Arc::new(Shared {
-        max_queued: opts.max_queued,
+    let shared = Arc::new(WriterShared {
+        max_queued,
         queued: AtomicUsize::new(0),
         dropped: AtomicU64::new(0),
-        failed: AtomicBool::new(false),
+        next_id: AtomicU64::new(0),
     });
     let thread_shared = shared.clone();
     std::thread::Builder::new().name("tcpkit-trace".into()).spawn(move || {
-        let outcome = write_loop(sink, opts, &rx, &thread_shared);
+        let outcome = write_loop(&rx, &thread_shared);
         let _ = done_tx.send(outcome);
     })?;
-    Ok((Trace { tx: tx.clone(), shared }, TraceWriter { tx, done }))
+    Ok(TraceWriter { tx, done, shared })
 }
 
-fn write_loop<W: Write>(
-    mut sink: W,
+/// Start one trace written to `sink` in `opts`'s layout, on a writer thread of
+/// its own bounded by [`Options::max_queued`].
+pub fn start<W: Write + Send + 'static>(sink: W, opts: Options) -> io::Result<(Trace, TraceWriter)> {
+    let writer = writer(opts.max_queued)?;
+    Ok((writer.open(sink, opts), writer))
+}
+
+/// A sink on the writer thread.
+struct Sink {
+    out: Box<dyn Write + Send>,
     opts: Options,
-    rx: &mpsc::Receiver<Msg>,
-    shared: &Shared,
-) -> TraceOutcome {
-    let mut error = None;
-    let mut reported_dropped = 0;
+    flags: Arc<Flags>,
+    /// The part of `flags.dropped` already reported in the trace.
+    reported_dropped: u64,
+}
+
+fn write_loop(rx: &mpsc::Receiver<Msg>, shared: &WriterShared) -> TraceOutcome {
+    let mut outcome = TraceOutcome::default();
+    let mut sinks: std::collections::HashMap<u64, Sink> = std::collections::HashMap::new();
     let mut text = String::new();
+    let fail = |sink: &mut Sink, e: io::Error, outcome: &mut TraceOutcome| {
+        sink.flags.failed.store(true, Ordering::Relaxed);
+        outcome.failed_traces += 1;
+        outcome.error.get_or_insert(e);
+    };
     // Ends at `End` or when every sender is gone.
     while let Ok(msg) = rx.recv() {
+        let (id, at, event) = match msg {
+            Msg::End => break,
+            Msg::Open(id, out, opts, flags) => {
+                sinks.insert(id, Sink { out, opts, flags, reported_dropped: 0 });
+                continue;
+            }
+            Msg::Close(id) => {
+                if let Some(mut sink) = sinks.remove(&id)
+                    && !sink.flags.failed.load(Ordering::Relaxed)
+                    && let Err(e) = sink.out.flush()
+                {
+                    fail(&mut sink, e, &mut outcome);
+                }
+                continue;
+            }
+            Msg::Info(id, at, line) => (id, at, Ok(line)),
+            Msg::Data(id, at, dir, kind, bytes) => {
+                shared.queued.fetch_sub(bytes.len(), Ordering::Relaxed);
+                (id, at, Err((dir, kind, bytes)))
+            }
+        };
+        let Some(sink) = sinks.get_mut(&id) else { continue };
+        if sink.flags.failed.load(Ordering::Relaxed) {
+            continue;
+        }
         text.clear();
-        let dropped = shared.dropped.load(Ordering::Relaxed);
-        if dropped > reported_dropped {
+        let dropped = sink.flags.dropped.load(Ordering::Relaxed);
+        if dropped > sink.reported_dropped {
             let note = format!(
                 "trace: {} bytes not recorded (the trace writer fell behind)",
-                dropped - reported_dropped
+                dropped - sink.reported_dropped
             );
-            format_info(&mut text, opts, SystemTime::now(), &note);
-            reported_dropped = dropped;
+            format_info(&mut text, sink.opts, SystemTime::now(), &note);
+            sink.reported_dropped = dropped;
         }
-        match msg {
-            Msg::End => break,
-            Msg::Info(at, line) => format_info(&mut text, opts, at, &line),
-            Msg::Data(at, dir, kind, bytes) => {
-                shared.queued.fetch_sub(bytes.len(), Ordering::Relaxed);
-                format_data(&mut text, opts, at, dir, kind, &bytes);
-            }
+        match event {
+            Ok(line) => format_info(&mut text, sink.opts, at, &line),
+            Err((dir, kind, bytes)) => format_data(&mut text, sink.opts, at, dir, kind, &bytes),
         }
-        if error.is_none()
-            && let Err(e) = sink.write_all(text.as_bytes())
+        if let Err(e) = sink.out.write_all(text.as_bytes()) {
+            fail(sink, e, &mut outcome);
+        }
+    }
+    for sink in sinks.values_mut() {
+        if !sink.flags.failed.load(Ordering::Relaxed)
+            && let Err(e) = sink.out.flush()
         {
-            shared.failed.store(true, Ordering::Relaxed);
-            error = Some(e);
+            fail(sink, e, &mut outcome);
         }
     }
-    if error.is_none()
-        && let Err(e) = sink.flush()
-    {
-        error = Some(e);
-    }
-    TraceOutcome { dropped: shared.dropped.load(Ordering::Relaxed), error }
+    outcome.dropped = shared.dropped.load(Ordering::Relaxed);
+    outcome
 }
 
 impl Trace {
     /// Record an `Info` line.
     pub fn info(&self, text: impl Into<String>) {
-        if !self.shared.failed.load(Ordering::Relaxed) {
-            let _ = self.tx.send(Msg::Info(SystemTime::now(), text.into()));
+        let state = &self.state;
+        if !state.flags.failed.load(Ordering::Relaxed) {
+            let _ = state.tx.send(Msg::Info(state.id, SystemTime::now(), text.into()));
         }
     }
 
-    /// Record `bytes` going `dir`. Beyond [`Options::max_queued`] waiting, they are
-    /// counted as dropped instead.
+    /// Record `bytes` going `dir`. Beyond the writer's queue bound they are
+    /// counted as dropped instead; beyond [`Options::max_bytes`], ignored.
     pub fn data(&self, dir: Dir, kind: Kind, bytes: &[u8]) {
-        if bytes.is_empty() || self.shared.failed.load(Ordering::Relaxed) {
+        let state = &self.state;
+        if bytes.is_empty() || state.flags.failed.load(Ordering::Relaxed) {
             return;
         }
-        let queued = self.shared.queued.fetch_add(bytes.len(), Ordering::Relaxed);
-        if queued + bytes.len() > self.shared.max_queued {
-            self.shared.queued.fetch_sub(bytes.len(), Ordering::Relaxed);
-            self.shared.dropped.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        // With max_bytes: the part that still fits, and whether this call crossed the limit.
+        let (bytes, crossed) = match state.max_bytes {
+            None => (bytes, None),
+            Some(max) => {
+                let before = state.recorded.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                let room = usize::try_from(max.saturating_sub(before)).unwrap_or(usize::MAX);
+                // Exactly one call says the limit was reached: the one that crosses
+                // it (before < max < before + len) or, when a call filled it exactly,
+                // the next one (before == max); `before` is unique per call.
+                if before >= max {
+                    if before == max {
+                        self.info(format!("trace: limit of {max} bytes reached, the rest is not recorded"));
+                    }
+                    return;
+                }
+                (&bytes[..room.min(bytes.len())], (room < bytes.len()).then_some(max))
+            }
+        };
+        self.queue_data(dir, kind, bytes);
+        if let Some(max) = crossed {
+            self.info(format!("trace: limit of {max} bytes reached, the rest is not recorded"));
+        }
+    }
+
+    /// Queue `bytes` for the writer, or count them as dropped past its bound.
+    fn queue_data(&self, dir: Dir, kind: Kind, bytes: &[u8]) {
+        let state = &self.state;
+        let writer = &state.writer;
+        let queued = writer.queued.fetch_add(bytes.len(), Ordering::Relaxed);
+        if queued + bytes.len() > writer.max_queued {
+            writer.queued.fetch_sub(bytes.len(), Ordering::Relaxed);
+            writer.dropped.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            state.flags.dropped.fetch_add(bytes.len() as u64, Ordering::Relaxed);
             return;
         }
-        let _ = self.tx.send(Msg::Data(SystemTime::now(), dir, kind, bytes.to_vec()));
+        let _ = state.tx.send(Msg::Data(state.id, SystemTime::now(), dir, kind, bytes.to_vec()));
     }
 }
 
 impl TraceWriter {
-    /// Write what is queued, flush, and report. Waits at most [`FINISH_TIMEOUT`];
-    /// events recorded after this call are discarded.
+    /// Add a trace written to `sink` in `opts`'s layout (its `max_queued` is
+    /// not used: the writer's bound applies). The sink is flushed and dropped
+    /// when the last clone of the returned [`Trace`] is.
+    pub fn open<W: Write + Send + 'static>(&self, sink: W, opts: Options) -> Trace {
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let flags = Arc::new(Flags::default());
+        let _ = self.tx.send(Msg::Open(id, Box::new(sink), opts, flags.clone()));
+        Trace {
+            state: Arc::new(TraceState {
+                id,
+                tx: self.tx.clone(),
+                writer: self.shared.clone(),
+                flags,
+                max_bytes: opts.max_bytes,
+                recorded: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// Write what is queued, flush every sink, and report. Waits at most
+    /// [`FINISH_TIMEOUT`]; events recorded after this call are discarded.
     pub fn finish(self) -> TraceOutcome {
         let _ = self.tx.send(Msg::End);
         self.done.recv_timeout(FINISH_TIMEOUT).unwrap_or_else(|_| TraceOutcome {
-            dropped: 0,
             error: Some(io::Error::new(io::ErrorKind::TimedOut, "trace writer did not finish in time")),
+            ..TraceOutcome::default()
         })
     }
 }
@@ -612,6 +767,62 @@ mod tests {
         assert_eq!(got.len(), 100_000);
         let outcome = writer.finish();
         assert_eq!(outcome.error.map(|e| e.kind()), Some(io::ErrorKind::BrokenPipe));
+    }
+
+    #[test]
+    fn past_max_bytes_one_line_says_so_and_nothing_more_is_recorded() {
+        let sink = Shared::default();
+        let opts = Options { format: Format::CurlAscii, max_bytes: Some(10), ..Options::default() };
+        let (trace, writer) = start(sink.clone(), opts).unwrap();
+        trace.data(Dir::Recv, Kind::Data, b"123456");
+        trace.data(Dir::Send, Kind::Data, b"abcdef");
+        trace.data(Dir::Recv, Kind::Data, b"more");
+        trace.info("still recorded");
+        // Filled exactly: the line comes with the next call, once.
+        let sink2 = Shared::default();
+        let (trace2, writer2) = start(sink2.clone(), opts).unwrap();
+        trace2.data(Dir::Recv, Kind::Data, b"0123456789");
+        trace2.data(Dir::Recv, Kind::Data, b"x");
+        trace2.data(Dir::Recv, Kind::Data, b"y");
+        assert!(writer2.finish().error.is_none());
+        let text2 = String::from_utf8(sink2.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text2.matches("limit of 10 bytes reached").count(), 1, "{text2}");
+        assert!(!text2.contains("0000: x") && !text2.contains("0000: y"), "{text2}");
+        assert!(writer.finish().error.is_none());
+        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(
+            text,
+            "<= Recv data, 6 bytes (0x6)
+0000: 123456
+=> Send data, 4 bytes (0x4)
+0000: abcd
+== Info: trace: limit of 10 bytes reached, the rest is not recorded
+== Info: still recorded
+"
+        );
+    }
+
+    #[test]
+    fn one_writer_serves_many_traces_each_closed_when_its_last_clone_goes() {
+        let w = writer(MAX_QUEUED_BYTES).unwrap();
+        let (a, b) = (Shared::default(), Shared::default());
+        let ta = w.open(a.clone(), Options::default());
+        let tb = w.open(b.clone(), Options { format: Format::CurlAscii, ..Options::default() });
+        ta.data(Dir::Send, Kind::Data, b"to a");
+        tb.data(Dir::Recv, Kind::Data, b"to b");
+        drop(ta); // closes a: flushed, then no more of it
+        tb.info("b goes on");
+        let failing = w.open(Broken, Options::default());
+        failing.info("lost");
+        let outcome = w.finish();
+        assert_eq!((outcome.failed_traces, outcome.dropped), (1, 0));
+        assert_eq!(outcome.error.map(|e| e.kind()), Some(io::ErrorKind::BrokenPipe));
+        let text = |s: &Shared| String::from_utf8(s.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(
+            text(&a),
+            "=> Send data, 4 bytes (0x4)\n0000: 74 6f 20 61                                     to a\n"
+        );
+        assert_eq!(text(&b), "<= Recv data, 4 bytes (0x4)\n0000: to b\n== Info: b goes on\n");
     }
 
     #[test]

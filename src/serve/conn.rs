@@ -10,7 +10,14 @@
 //! that sends but never reads fills its own socket buffers and stalls only
 //! itself; `out` is bounded by [`OUT_HIGH`] plus one reply.
 //!
-//! Not for: accepting, limits across connections or logging (see `serve`).
+//! Memory across connections: the line buffer's growth is charged to the
+//! server-wide [`InputBudget`]; a connection whose growth the budget refuses
+//! is told [`protocol::INPUT_BUDGET`] and closed.
+//!
+//! The connection is generic over its byte stream ([`Stream`]): a `TcpStream`
+//! in the server, an in-memory pipe in the unit tests.
+//!
+//! Not for: accepting, the connection limit or logging (see `accept`).
 use std::cell::RefCell;
 use std::fmt;
 use std::future::{Future, poll_fn};
@@ -20,12 +27,26 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::framing::{Flow, Framer};
+use super::limits::InputBudget;
 use super::protocol::{self, Protocol};
+
+/// A connection's byte stream: read, write, and say how many received bytes
+/// wait unread in the kernel (`FIONREAD` for a socket), which is what shutdown
+/// still answers and what decides whether a close must linger.
+pub trait Stream: AsyncRead + AsyncWrite + Unpin {
+    /// Bytes received by the host and not yet read.
+    fn pending_input(&self) -> io::Result<u64>;
+}
+
+impl Stream for tokio::net::TcpStream {
+    fn pending_input(&self) -> io::Result<u64> {
+        crate::net::sys::pending_bytes(self)
+    }
+}
 
 /// Bytes read from the socket at once, into the per-thread scratch buffer.
 pub const READ_SIZE: usize = 64 * 1024;
@@ -49,6 +70,8 @@ pub struct ConnConfig {
     pub max_line: usize,
     /// Close after this long without progress in either direction.
     pub idle_timeout: Option<Duration>,
+    /// The server-wide budget for partial lines, shared by every connection.
+    pub input_budget: InputBudget,
 }
 
 /// Why a connection ended.
@@ -69,6 +92,8 @@ pub enum CloseReason {
     Reset,
     /// The server was shutting down.
     Shutdown,
+    /// The server-wide budget for partial lines was spent.
+    InputBudget,
     /// Any other I/O error.
     Error(io::ErrorKind),
 }
@@ -83,6 +108,7 @@ impl fmt::Display for CloseReason {
             CloseReason::Busy => f.write_str("busy"),
             CloseReason::Reset => f.write_str("reset"),
             CloseReason::Shutdown => f.write_str("shutdown"),
+            CloseReason::InputBudget => f.write_str("input budget"),
             CloseReason::Error(e) => write!(f, "error: {e}"),
         }
     }
@@ -129,12 +155,20 @@ struct Conn<'a> {
     bytes_in: u64,
     bytes_out: u64,
     last_progress: Instant,
+    /// Bytes of the framer's buffer charged to the input budget.
+    charged: usize,
+}
+
+impl Drop for Conn<'_> {
+    fn drop(&mut self) {
+        self.config.input_budget.release(self.charged);
+    }
 }
 
 /// Serve one connection to its end. `shutdown` stops reading new input (lines
 /// already received are answered); `hard_stop` ends at once.
-pub async fn serve(
-    mut stream: TcpStream,
+pub async fn serve<S: Stream>(
+    mut stream: S,
     config: &ConnConfig,
     shutdown: &CancellationToken,
     hard_stop: &CancellationToken,
@@ -149,6 +183,7 @@ pub async fn serve(
         bytes_in: 0,
         bytes_out: 0,
         last_progress: Instant::now(),
+        charged: 0,
     };
     if !config.protocol.greeting.is_empty() {
         c.out.extend_from_slice(&config.protocol.greeting);
@@ -191,7 +226,10 @@ pub async fn serve(
                 hard = Some(fut);
             }
             match c.poll_step(cx, &mut stream) {
-                Poll::Ready(Ok(())) => progressed = true,
+                Poll::Ready(Ok(())) => {
+                    progressed = true;
+                    c.charge_input();
+                }
                 Poll::Ready(Err(e)) => return Poll::Ready(io_reason(&e)),
                 Poll::Pending => break,
             }
@@ -225,6 +263,7 @@ pub async fn serve(
     })
     .await;
     let stats = ConnStats { lines: c.lines, bytes_in: c.bytes_in, bytes_out: c.bytes_out, reason };
+    drop(c);
     // Boxed: the closing steps are taken once, and keeping their state out of
     // this future keeps every idle connection smaller.
     Box::pin(close(stream, &stats.reason, hard_stop)).await;
@@ -234,7 +273,7 @@ pub async fn serve(
 impl Conn<'_> {
     /// Move the connection one step: write what is owed, else answer lines kept
     /// after a pause, else read and answer. Ready after any progress.
-    fn poll_step(&mut self, cx: &mut Context<'_>, stream: &mut TcpStream) -> Poll<io::Result<()>> {
+    fn poll_step<S: Stream>(&mut self, cx: &mut Context<'_>, stream: &mut S) -> Poll<io::Result<()>> {
         if !self.out.is_empty() {
             let n = ready!(Pin::new(&mut *stream).poll_write(cx, &self.out))?;
             if n == 0 {
@@ -307,10 +346,10 @@ impl Conn<'_> {
     }
 
     /// Write `output` as far as the socket takes it now; keep the rest in `out`.
-    fn write_now(
+    fn write_now<S: Stream>(
         &mut self,
         cx: &mut Context<'_>,
-        stream: &mut TcpStream,
+        stream: &mut S,
         output: &mut Vec<u8>,
     ) -> Poll<io::Result<()>> {
         let mut written = 0;
@@ -331,9 +370,31 @@ impl Conn<'_> {
     /// Shutdown began: answer exactly the bytes that had reached the host,
     /// those in the kernel's receive buffer included (the client saw them
     /// acknowledged), and no more.
-    fn start_shutdown(&mut self, stream: &TcpStream) {
-        let pending = crate::net::sys::pending_bytes(stream).unwrap_or(0);
+    fn start_shutdown<S: Stream>(&mut self, stream: &S) {
+        let pending = stream.pending_input().unwrap_or(0);
         self.budget = Some(pending);
+    }
+
+    /// Charge the line buffer's growth to the server-wide input budget (give
+    /// back what it shrank by). Growth the budget refuses ends the connection:
+    /// the buffer is dropped, the client told why.
+    fn charge_input(&mut self) {
+        let held = self.framer.capacity();
+        let budget = &self.config.input_budget;
+        if held <= self.charged {
+            budget.release(self.charged - held);
+            self.charged = held;
+        } else if budget.try_charge(held - self.charged) {
+            self.charged = held;
+        } else {
+            self.framer = Framer::new(self.config.max_line);
+            budget.release(self.charged);
+            self.charged = 0;
+            if self.end.is_none() {
+                self.out.extend_from_slice(protocol::INPUT_BUDGET);
+                self.end = Some(CloseReason::InputBudget);
+            }
+        }
     }
 }
 
@@ -359,7 +420,7 @@ fn io_reason(e: &io::Error) -> CloseReason {
 
 /// Close our side, then, where the client may still be sending, read and
 /// discard for a bounded time so the close is not a reset.
-async fn close(mut stream: TcpStream, reason: &CloseReason, hard_stop: &CancellationToken) {
+async fn close<S: Stream>(mut stream: S, reason: &CloseReason, hard_stop: &CancellationToken) {
     if matches!(reason, CloseReason::Reset | CloseReason::Error(_)) {
         return;
     }
@@ -367,8 +428,8 @@ async fn close(mut stream: TcpStream, reason: &CloseReason, hard_stop: &Cancella
     // sending. After `exit` a client has no reason to, so linger only if bytes
     // already wait unread (a close with unread input is sent as a reset).
     let linger = match reason {
-        CloseReason::LineTooLong | CloseReason::Shutdown => true,
-        CloseReason::Quit => crate::net::sys::pending_bytes(&stream).map_or(true, |n| n > 0),
+        CloseReason::LineTooLong | CloseReason::Shutdown | CloseReason::InputBudget => true,
+        CloseReason::Quit => stream.pending_input().map_or(true, |n| n > 0),
         _ => false,
     };
     if stream.shutdown().await.is_err() || !linger {
@@ -393,5 +454,211 @@ async fn close(mut stream: TcpStream, reason: &CloseReason, hard_stop: &Cancella
         () = drain => {}
         () = tokio::time::sleep(LINGER) => {}
         () = hard_stop.cancelled() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Each rule of the loop on an in-memory pipe, with paused time: the
+    //! clock only moves when every task waits, so durations are exact.
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use tokio::io::{AsyncReadExt, DuplexStream};
+    use tokio::time::Instant;
+
+    use super::*;
+
+    /// The server's end of the pipe; "bytes pending in the kernel" is what the
+    /// test says it is.
+    struct Pipe {
+        io: DuplexStream,
+        pending: Arc<AtomicU64>,
+    }
+
+    impl AsyncRead for Pipe {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+        }
+    }
+
+    impl AsyncWrite for Pipe {
+        fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+            Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+        }
+        fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.get_mut().io).poll_flush(cx)
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+        }
+    }
+
+    impl Stream for Pipe {
+        fn pending_input(&self) -> io::Result<u64> {
+            Ok(self.pending.load(Ordering::Relaxed))
+        }
+    }
+
+    fn config(max_line: usize, idle: Option<Duration>) -> Arc<ConnConfig> {
+        with_budget(max_line, idle, usize::MAX)
+    }
+
+    fn with_budget(max_line: usize, idle: Option<Duration>, budget: usize) -> Arc<ConnConfig> {
+        Arc::new(ConnConfig {
+            protocol: Protocol::new("Welcome!", "Hello, {}!", "exit"),
+            max_line,
+            idle_timeout: idle,
+            input_budget: InputBudget::new(budget),
+        })
+    }
+
+    struct Running {
+        client: DuplexStream,
+        pending: Arc<AtomicU64>,
+        shutdown: CancellationToken,
+        hard_stop: CancellationToken,
+        task: tokio::task::JoinHandle<(ConnStats, Duration)>,
+    }
+
+    /// A connection served on a pipe of `capacity` bytes each way.
+    fn start(config: Arc<ConnConfig>, capacity: usize) -> Running {
+        let (client, server) = tokio::io::duplex(capacity);
+        let pending = Arc::new(AtomicU64::new(0));
+        let (shutdown, hard_stop) = (CancellationToken::new(), CancellationToken::new());
+        let pipe = Pipe { io: server, pending: pending.clone() };
+        let (s, h) = (shutdown.clone(), hard_stop.clone());
+        let task = tokio::spawn(async move {
+            let start = Instant::now();
+            let stats = serve(pipe, &config, &s, &h).await;
+            (stats, start.elapsed())
+        });
+        Running { client, pending, shutdown, hard_stop, task }
+    }
+
+    async fn read_all(client: &mut DuplexStream) -> Vec<u8> {
+        let mut out = Vec::new();
+        client.read_to_end(&mut out).await.unwrap();
+        out
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_does_not_read_stops_the_reading() {
+        let mut r = start(config(1024, None), 4096);
+        let lines: Vec<u8> = b"0123456789abcdef\n".repeat(100_000);
+        // Nobody reads the replies: once the pipe and `out` are full the
+        // server stops reading, so the client's write cannot finish.
+        let stalled = tokio::time::timeout(Duration::from_secs(60), r.client.write_all(&lines)).await;
+        assert!(stalled.is_err(), "the server kept reading a client that does not read");
+        // Reading the replies lets it finish; every line is answered in order.
+        let (mut rd, mut wr) = tokio::io::split(r.client);
+        let writer = tokio::spawn(async move {
+            wr.write_all(&lines[..]).await.unwrap_or(());
+            wr.write_all(b"exit\n").await.unwrap();
+        });
+        let mut got = Vec::new();
+        rd.read_to_end(&mut got).await.unwrap();
+        writer.await.unwrap();
+        let (stats, _) = r.task.await.unwrap();
+        assert_eq!(stats.reason, CloseReason::Quit);
+        // (The stalled write may have stopped mid-line: that line is longer.)
+        assert!(got.starts_with(b"Welcome!\nHello, 0123456789abcdef!\n"));
+        assert!(got.ends_with(b"Hello, 0123456789abcdef!\n"));
+        assert!(stats.lines > 100_000 && stats.bytes_out == got.len() as u64, "{stats:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_timeout_counts_from_the_last_progress() {
+        let mut r = start(config(1024, Some(Duration::from_secs(5))), 4096);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        r.client.write_all(b"late\n").await.unwrap();
+        let got = read_all(&mut r.client).await;
+        let (stats, elapsed) = r.task.await.unwrap();
+        assert_eq!(got, b"Welcome!\nHello, late!\n");
+        assert_eq!(stats.reason, CloseReason::Idle);
+        // Closed 5 s after the line at 3 s, not 5 s after the start.
+        assert!(elapsed >= Duration::from_secs(8) && elapsed < Duration::from_secs(9), "{elapsed:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_answers_exactly_the_bytes_that_had_arrived() {
+        let mut r = start(config(1024, None), 4096);
+        let mut greeting = [0; 9];
+        r.client.read_exact(&mut greeting).await.unwrap();
+        // The signal comes with 8 bytes in the kernel; "three" came later.
+        r.pending.store(8, Ordering::Relaxed);
+        r.shutdown.cancel();
+        r.client.write_all(b"one\ntwo\nthree\n").await.unwrap();
+        let got = read_all(&mut r.client).await;
+        let (stats, _) = r.task.await.unwrap();
+        assert_eq!(got, b"Hello, one!\nHello, two!\n");
+        assert_eq!((stats.lines, stats.reason), (2, CloseReason::Shutdown));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_hard_stop_ends_a_connection_whose_client_does_not_read() {
+        let mut r = start(config(1024, None), 64);
+        r.client.write_all(&b"x\n".repeat(20)).await.unwrap();
+        // The lines are read; their 200 bytes of replies do not fit the pipe.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        r.pending.store(0, Ordering::Relaxed);
+        r.shutdown.cancel();
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert!(!r.task.is_finished(), "replies are still owed");
+        r.hard_stop.cancel();
+        let (stats, elapsed) = r.task.await.unwrap();
+        assert_eq!(stats.reason, CloseReason::Shutdown);
+        assert!(elapsed < Duration::from_secs(31), "{elapsed:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_an_overlong_line_the_close_lingers_while_the_client_sends() {
+        let mut r = start(config(10, None), 4096);
+        r.client.write_all(b"far too long a line").await.unwrap();
+        let mut got = vec![0; 9 + protocol::line_too_long(10).len()];
+        r.client.read_exact(&mut got).await.unwrap();
+        assert!(got.ends_with(&protocol::line_too_long(10)));
+        // The client keeps the connection open: the server reads and discards
+        // for LINGER, then gives up.
+        let (stats, elapsed) = r.task.await.unwrap();
+        assert_eq!(stats.reason, CloseReason::LineTooLong);
+        assert!(elapsed >= LINGER && elapsed < LINGER + Duration::from_millis(100), "{elapsed:?}");
+        drop(r.client);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_linger_ends_at_once_when_the_client_closes() {
+        let mut r = start(config(10, None), 4096);
+        r.client.write_all(b"far too long a line").await.unwrap();
+        r.client.shutdown().await.unwrap();
+        let got = read_all(&mut r.client).await;
+        assert!(got.ends_with(&protocol::line_too_long(10)));
+        let (_, elapsed) = r.task.await.unwrap();
+        assert!(elapsed < LINGER, "{elapsed:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn growth_past_the_input_budget_is_refused_and_given_back() {
+        let config = with_budget(1024, None, 100);
+        let (mut a, mut b) = (start(config.clone(), 4096), start(config.clone(), 4096));
+        a.client.write_all(&[b'a'; 80]).await.unwrap();
+        let mut greeting = [0; 9];
+        a.client.read_exact(&mut greeting).await.unwrap();
+        tokio::task::yield_now().await;
+        b.client.write_all(&[b'b'; 80]).await.unwrap();
+        let got = read_all(&mut b.client).await;
+        assert_eq!(got, [&b"Welcome!\n"[..], protocol::INPUT_BUDGET].concat());
+        let (stats, _) = b.task.await.unwrap();
+        assert_eq!(stats.reason, CloseReason::InputBudget);
+        // The first keeps its line and is answered; then all is given back.
+        a.client.write_all(b"\nexit\n").await.unwrap();
+        let got = read_all(&mut a.client).await;
+        assert_eq!(got.len(), "Hello, !\n".len() + 80);
+        a.task.await.unwrap();
+        assert_eq!(config.input_budget.used(), 0);
     }
 }

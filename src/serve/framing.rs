@@ -293,4 +293,112 @@ mod tests {
         .unwrap();
         assert_eq!(n, 1 << 16);
     }
+
+    // Tests that kill the mutants scripts/mutants found alive (see TESTING.md).
+
+    #[test]
+    fn buffered_and_capacity_count_the_partial_line_exactly() {
+        let mut f = Framer::new(100);
+        let mut lines = 0;
+        f.push(b"abc", &mut |_| {
+            lines += 1;
+            Flow::Continue
+        })
+        .unwrap();
+        assert_eq!(f.buffered(), 3);
+        assert!(f.capacity() >= 3);
+        f.push(b"de\nfgh", &mut |_| {
+            lines += 1;
+            Flow::Continue
+        })
+        .unwrap();
+        assert_eq!((lines, f.buffered()), (1, 3));
+    }
+
+    #[test]
+    fn finish_on_an_empty_buffer_hands_over_no_empty_line() {
+        let mut f = Framer::new(10);
+        let mut seen = Vec::new();
+        let mut on_line = |l: &[u8]| {
+            seen.push(l.to_vec());
+            Flow::Continue
+        };
+        f.push(b"a\n", &mut on_line).unwrap();
+        assert_eq!(f.finish(&mut on_line), Ok(Flow::Continue));
+        assert_eq!(seen, vec![b"a".to_vec()]);
+        let mut fresh = Framer::new(10);
+        let mut called = false;
+        assert_eq!(
+            fresh.finish(&mut |_| {
+                called = true;
+                Flow::Continue
+            }),
+            Ok(Flow::Continue)
+        );
+        assert!(!called, "no line at all in an empty stream");
+    }
+
+    #[test]
+    fn finish_after_stop_hands_over_nothing_more() {
+        let mut f = Framer::new(10);
+        let mut seen = Vec::new();
+        let flow = f
+            .push(b"exit\nrest", &mut |l: &[u8]| {
+                seen.push(l.to_vec());
+                if l == b"exit" { Flow::Stop } else { Flow::Continue }
+            })
+            .unwrap();
+        assert_eq!(flow, Flow::Stop);
+        assert_eq!(f.buffered(), 0);
+        assert_eq!(seen, vec![b"exit".to_vec()]);
+    }
+
+    #[test]
+    fn has_line_tells_whether_a_paused_buffer_holds_a_whole_line() {
+        let mut f = Framer::new(10);
+        assert!(!f.has_line());
+        f.push(b"a\nb\nc", &mut |_| Flow::Pause).unwrap();
+        assert!(f.has_line(), "b is complete");
+        f.resume(&mut |_| Flow::Pause).unwrap();
+        assert!(!f.has_line(), "only the partial c is left");
+        assert_eq!(f.buffered(), 1);
+    }
+
+    #[test]
+    fn a_partial_line_of_the_limit_plus_a_cr_waits_but_plus_another_byte_fails() {
+        let mut f = Framer::new(3);
+        assert_eq!(f.push(b"abc\r", &mut |_| Flow::Continue), Ok(Flow::Continue));
+        let mut g = Framer::new(3);
+        assert_eq!(g.push(b"abcd", &mut |_| Flow::Continue), Err(LineTooLong { limit: 3 }));
+        let mut h = Framer::new(3);
+        assert_eq!(h.push(b"abc\rx", &mut |_| Flow::Continue), Err(LineTooLong { limit: 3 }));
+        // The same through the buffered path: a piece already held, then more.
+        let mut k = Framer::new(3);
+        k.push(b"ab", &mut |_| Flow::Continue).unwrap();
+        assert_eq!(k.push(b"c\r", &mut |_| Flow::Continue), Ok(Flow::Continue));
+        assert_eq!(k.push(b"x", &mut |_| Flow::Continue), Err(LineTooLong { limit: 3 }));
+    }
+
+    #[test]
+    fn final_line_without_newline_over_the_limit_is_refused_at_finish() {
+        let mut f = Framer::new(3);
+        f.push(b"abc\r", &mut |_| Flow::Continue).unwrap();
+        assert_eq!(f.finish(&mut |_| Flow::Continue), Err(LineTooLong { limit: 3 }));
+        let mut g = Framer::new(3);
+        g.push(b"abc", &mut |_| Flow::Continue).unwrap();
+        let mut last = Vec::new();
+        assert_eq!(
+            g.finish(&mut |l: &[u8]| {
+                last = l.to_vec();
+                Flow::Stop
+            }),
+            Ok(Flow::Stop)
+        );
+        assert_eq!(last, b"abc");
+    }
+
+    #[test]
+    fn the_error_names_its_limit() {
+        assert_eq!(LineTooLong { limit: 7 }.to_string(), "line too long: more than 7 bytes");
+    }
 }

@@ -1,53 +1,103 @@
-//! `tcpkit serve`: the tutorial's hello server, made real.
+//! `tcpkit serve`: the tutorial's hello server, made real, as a library.
 //!
-//! The accept loop applies the connection limit, spawns one task per
-//! connection ([`conn`]) and writes one log line per closed connection with its
-//! 4-tuple. Work is spread over worker threads, each a current-thread runtime
-//! that accepts on its own handle of every listener, so a connection lives on
-//! one thread from accept to close with no cross-thread wake-ups.
+//! [`Server::bind`] takes a [`Config`] (no flags: `src/cli/serve.rs` turns
+//! flags into one), binds every listener, prepares the worker threads and
+//! settles the limits; [`Server::run`] serves until its shutdown token is
+//! cancelled. Signals, logging set-up and exit codes belong to the caller.
 //!
-//! Shutdown (SIGINT/SIGTERM): accepting stops at once, once the clients
-//! already in the accept queue are taken; every connection answers
-//! the lines that had reached the host, then closes; `--shutdown-timeout`
-//! bounds the whole of it. A second signal exits at once.
+//! Work is spread over worker threads, each a current-thread runtime that
+//! accepts on its own handle of every listener (`accept.rs`), so a connection
+//! lives on one thread from accept to close with no cross-thread wake-ups.
+//! One log line per closed connection, with its 4-tuple.
 //!
-//! Not for: framing or the protocol (see [`framing`], [`protocol`]).
+//! Shutdown (the token is cancelled): accepting stops at once, once the
+//! clients already in the accept queue are taken; every connection answers the
+//! lines that had reached the host, then closes; `shutdown_timeout` bounds the
+//! whole of it.
+//!
+//! ```
+//! use tcpkit::serve::{Config, Server};
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//! use tokio_util::sync::CancellationToken;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = Config::default(); // 127.0.0.1, port 0, one worker
+//! let server = Server::bind(&config)?;
+//! let addr = server.local_addrs()[0];
+//! let stop = CancellationToken::new();
+//! let running = tokio::spawn(server.run(stop.clone()));
+//!
+//! let mut client = tokio::net::TcpStream::connect(addr).await?;
+//! client.write_all(b"Michael\nexit\n").await?;
+//! let mut got = String::new();
+//! client.read_to_string(&mut got).await?;
+//! assert_eq!(got, "Welcome!\nHello, Michael!\n");
+//!
+//! stop.cancel(); // as a signal handler would
+//! let totals = running.await??;
+//! assert_eq!(totals.served, 1);
+//! # Ok(()) }
+//! ```
+//!
+//! Not for: framing or the protocol (see [`framing`], [`protocol`]), one
+//! connection's rules (see [`conn`]).
 
+mod accept;
 pub mod conn;
 pub mod framing;
+pub mod limits;
 pub mod protocol;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use thiserror::Error;
-use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
 
-use crate::Failure;
-use crate::cli::ServeArgs;
-use crate::net::listen::{ListenError, bind_listener, raise_open_file_limit};
-use conn::{CloseReason, ConnConfig, ConnStats};
+use crate::net::listen::{ListenError, bind_listener};
+use accept::Shared;
+use conn::ConnConfig;
+use limits::{Capacity, InputBudget};
 use protocol::Protocol;
 
-/// File descriptors kept back from the open-file limit for the server itself
-/// (listeners, the runtime's epoll and eventfds, stdio, log files) and for
-/// accepting clients over the limit just long enough to tell them `busy`.
-pub const FD_RESERVE: u64 = 64;
+pub use accept::Totals;
+
+/// Default address of `tcpkit serve` (the library's [`Config::default`] uses port 0).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9999";
+/// Default accept-queue length. Tokio's 128 overflows under a burst of clients,
+/// and each dropped SYN costs its client a 1 s retry.
+pub const DEFAULT_BACKLOG: u32 = 1024;
+/// Default greeting (a newline is added; empty = none).
+pub const DEFAULT_GREETING: &str = "Welcome!";
+/// Default reply template.
+pub const DEFAULT_REPLY: &str = "Hello, {}!";
+/// Default quit word.
+pub const DEFAULT_QUIT: &str = "exit";
+/// Default longest line, in bytes, without its line ending.
+pub const DEFAULT_MAX_LINE: usize = 64 * 1024;
+/// Default bound on one reply (the template applied to a longest line): what
+/// a client that does not read can make the server hold, per connection, is
+/// this plus [`conn::OUT_HIGH`].
+pub const DEFAULT_MAX_REPLY: usize = 1024 * 1024;
+/// Default server-wide budget for partial lines held in memory.
+pub const DEFAULT_INPUT_BUDGET: usize = 256 * 1024 * 1024;
+/// Default idle timeout, in seconds (0 = never), as the flag reads it.
+pub const DEFAULT_IDLE_TIMEOUT: &str = "300";
+/// Default bound on graceful shutdown, in seconds, as the flag reads it.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: &str = "10";
+/// Default worker threads: 0 means one per core.
+pub const DEFAULT_THREADS: usize = 0;
+/// Most worker threads accepted.
+pub const MAX_THREADS: usize = 1024;
 
 /// Longest back-off between retries after an accept error such as EMFILE.
 pub const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// Timeouts are capped at about a century, so deadlines computed from them
 /// cannot overflow the clock.
-const MAX_SECS: u64 = 100 * 365 * 24 * 3600;
-
-/// After the shutdown deadline, how long connections get to notice the hard stop.
-const HARD_STOP_GRACE: Duration = Duration::from_secs(1);
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// Everything a server is told at start.
 #[derive(Debug, Clone)]
@@ -60,50 +110,47 @@ pub struct Config {
     pub protocol: Protocol,
     /// Longest line accepted, in bytes, without its line ending.
     pub max_line: usize,
+    /// Longest reply the template may make of a longest line; a configuration
+    /// past it is refused at bind.
+    pub max_reply: usize,
+    /// Bytes of partial lines all connections together may hold.
+    pub input_budget: usize,
     /// Connections served at once; `None` derives it from the open-file limit.
     pub max_connections: Option<usize>,
-    /// Close a connection idle this long; `None` never.
+    /// Close a connection idle this long; `None` never (capped at [`MAX_TIMEOUT`]).
     pub idle_timeout: Option<Duration>,
-    /// Bound on the graceful part of shutdown.
+    /// Bound on the graceful part of shutdown (capped at [`MAX_TIMEOUT`]).
     pub shutdown_timeout: Duration,
     /// Worker threads; 0 means one per core.
     pub threads: usize,
 }
 
-impl Config {
-    /// The configuration the command line asks for.
-    pub fn from_args(args: &ServeArgs) -> Self {
-        Config {
-            listen: args.listen.clone(),
-            backlog: args.backlog,
-            protocol: Protocol::new(&args.greeting, &args.reply, &args.quit),
-            max_line: args.max_line,
-            max_connections: args.max_connections,
-            idle_timeout: (!args.idle_timeout.is_zero())
-                .then(|| args.idle_timeout.min(Duration::from_secs(MAX_SECS))),
-            shutdown_timeout: args.shutdown_timeout.min(Duration::from_secs(MAX_SECS)),
-            threads: args.threads,
-        }
-    }
-}
-
 impl Default for Config {
-    /// The defaults of `tcpkit serve`, but on port 0 (tests pick no fixed port).
+    /// The defaults of `tcpkit serve`, but on 127.0.0.1 port 0 (the OS picks a
+    /// free port: see [`Server::local_addrs`]) and on one worker, the caller's
+    /// runtime (no threads of its own unless asked).
     fn default() -> Self {
         Config {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
-            backlog: 1024,
-            protocol: Protocol::new("Welcome!", "Hello, {}!", "exit"),
-            max_line: 64 * 1024,
+            backlog: DEFAULT_BACKLOG,
+            protocol: Protocol::new(DEFAULT_GREETING, DEFAULT_REPLY, DEFAULT_QUIT),
+            max_line: DEFAULT_MAX_LINE,
+            max_reply: DEFAULT_MAX_REPLY,
+            input_budget: DEFAULT_INPUT_BUDGET,
             max_connections: None,
-            idle_timeout: Some(Duration::from_secs(300)),
-            shutdown_timeout: Duration::from_secs(10),
+            idle_timeout: Some(seconds(DEFAULT_IDLE_TIMEOUT)),
+            shutdown_timeout: seconds(DEFAULT_SHUTDOWN_TIMEOUT),
             threads: 1,
         }
     }
 }
 
-/// Why the server could not start.
+/// A whole number of seconds written as text (the defaults above).
+fn seconds(text: &str) -> Duration {
+    Duration::from_secs(text.parse().unwrap_or(0))
+}
+
+/// Why the server could not start or run.
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum ServeError {
@@ -116,74 +163,92 @@ pub enum ServeError {
     /// Nothing to listen on.
     #[error("no address to listen on")]
     NoAddress,
-}
-
-/// Counters over the server's life.
-#[derive(Debug, Default)]
-pub struct Totals {
-    /// Connections accepted and served.
-    pub served: AtomicU64,
-    /// Connections refused over the limit.
-    pub busy: AtomicU64,
-    /// Connections ended by the shutdown deadline rather than by themselves.
-    pub cut: AtomicU64,
-}
-
-/// What every worker shares.
-struct Shared {
-    conn: ConnConfig,
-    /// Connections being served now, across workers.
-    active: AtomicUsize,
-    /// The connection limit.
-    max_connections: usize,
-    shutdown_timeout: Duration,
-    /// Accept-queue length: bounds how many queued clients shutdown accepts.
-    backlog: u32,
-    totals: Totals,
+    /// The reply template can make a reply larger than `max_reply`.
+    #[error(
+        "--reply makes replies of up to {worst} bytes to lines of --max-line {max_line} bytes, \
+         over --max-reply {max_reply}: lower --max-line, use fewer {{}} in --reply, or raise --max-reply"
+    )]
+    ReplyTooLarge {
+        /// The largest reply the template makes of a longest line.
+        worst: usize,
+        /// The longest line.
+        max_line: usize,
+        /// The bound.
+        max_reply: usize,
+    },
+    /// Too few descriptors left to serve anyone.
+    #[error(
+        "open-file limit {limit} is too low: {open} descriptors are in use or needed at start and \
+         {reserve} are kept in reserve; raise it (ulimit -n) to at least {}",
+        open + reserve + 1
+    )]
+    TooFewFiles {
+        /// The open-file limit.
+        limit: u64,
+        /// Descriptors open once the listeners and workers exist.
+        open: u64,
+        /// Descriptors kept back ([`limits::FD_RESERVE`]).
+        reserve: u64,
+    },
 }
 
 /// A bound server, not yet running.
 pub struct Server {
     listeners: Vec<std::net::TcpListener>,
+    /// A runtime and listener handles per extra worker thread, made before any
+    /// client arrives: once clients arrive, descriptors may run out (EMFILE)
+    /// and a worker must not fail to start because of it.
+    workers: Vec<Prepared>,
     shared: Arc<Shared>,
-    threads: usize,
-    /// The open-file limit in force after raising it (`None`: unlimited or unknown).
-    open_file_limit: Option<u64>,
+    capacity: Capacity,
 }
 
 impl Server {
-    /// Bind every listen address (all or nothing) and settle the connection limit:
-    /// the given one, else the open-file limit less [`FD_RESERVE`].
+    /// Bind every listen address (all or nothing), prepare the worker threads
+    /// and settle the limits: refuse a reply template that breaks `max_reply`,
+    /// raise the open-file limit to its hard limit and derive the connection
+    /// limit from what is left once everything exists (see [`limits`]).
     pub fn bind(config: &Config) -> Result<Server, ServeError> {
         if config.listen.is_empty() {
             return Err(ServeError::NoAddress);
         }
+        let worst = config.protocol.reply.reply_len(config.max_line);
+        if worst > config.max_reply {
+            return Err(ServeError::ReplyTooLarge {
+                worst,
+                max_line: config.max_line,
+                max_reply: config.max_reply,
+            });
+        }
+        let open_file_limit = crate::net::listen::raise_open_file_limit();
         let listeners = config
             .listen
             .iter()
             .map(|addr| bind_listener(*addr, config.backlog))
             .collect::<Result<Vec<_>, _>>()?;
-        let open_file_limit = raise_open_file_limit();
-        let fd_limit = open_file_limit.unwrap_or(1024);
-        let derived = usize::try_from(fd_limit.saturating_sub(FD_RESERVE).max(1)).unwrap_or(usize::MAX);
-        let max_connections = config.max_connections.unwrap_or(derived);
         let threads = match config.threads {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            n => n,
+            n => n.min(MAX_THREADS),
         };
-        let shared = Arc::new(Shared {
-            conn: ConnConfig {
+        let mut workers = Vec::new();
+        for _ in 1..threads {
+            let rt = accept::worker_runtime().map_err(ServeError::Start)?;
+            let handles = listeners.iter().map(std::net::TcpListener::try_clone).collect::<Result<_, _>>();
+            workers.push(Prepared { rt: Some(rt), listeners: handles.map_err(ServeError::Start)? });
+        }
+        let capacity = Capacity::settle(config, threads, open_file_limit, limits::open_descriptors())?;
+        let shared = Arc::new(Shared::new(
+            ConnConfig {
                 protocol: config.protocol.clone(),
                 max_line: config.max_line,
-                idle_timeout: config.idle_timeout,
+                idle_timeout: config.idle_timeout.map(|d| d.min(MAX_TIMEOUT)),
+                input_budget: InputBudget::new(config.input_budget),
             },
-            active: AtomicUsize::new(0),
-            max_connections,
-            shutdown_timeout: config.shutdown_timeout,
-            backlog: config.backlog,
-            totals: Totals::default(),
-        });
-        Ok(Server { listeners, shared, threads, open_file_limit })
+            capacity.max_connections,
+            config.shutdown_timeout.min(MAX_TIMEOUT),
+            config.backlog,
+        ));
+        Ok(Server { listeners, workers, shared, capacity })
     }
 
     /// The addresses actually bound (port 0 resolved).
@@ -193,258 +258,65 @@ impl Server {
 
     /// Connections served at once before clients get `ERR server busy`.
     pub fn max_connections(&self) -> usize {
-        self.shared.max_connections
+        self.capacity.max_connections
     }
 
-    /// Run as one worker on the current tokio runtime until `shutdown` is
-    /// cancelled and the connections have finished (or the deadline passed).
-    pub async fn run(self, shutdown: CancellationToken) -> Result<&'static str, ServeError> {
-        let listeners = self.listeners;
-        worker(listeners, self.shared, shutdown).await.map(|()| "stopped")
+    /// The limits settled at bind, for the start-up log line.
+    pub fn capacity(&self) -> &Capacity {
+        &self.capacity
     }
 
-    /// Run on `threads` worker threads until SIGINT or SIGTERM.
-    pub fn run_until_signal(self) -> Result<(), ServeError> {
-        let shutdown = CancellationToken::new();
-        // Every runtime and listener handle is made before any thread accepts:
-        // once clients arrive, descriptors may run out (EMFILE) and a worker
-        // must not fail to start because of it.
-        let rt = current_thread_runtime().map_err(ServeError::Start)?;
-        let mut prepared = Vec::new();
-        for _ in 1..self.threads {
-            let worker_rt = current_thread_runtime().map_err(ServeError::Start)?;
-            let listeners = clone_listeners(&self.listeners).map_err(ServeError::Start)?;
-            prepared.push((worker_rt, listeners));
-        }
-        let mut handles = Vec::new();
-        for (i, (worker_rt, listeners)) in prepared.into_iter().enumerate() {
-            let (shared, shutdown) = (self.shared.clone(), shutdown.clone());
-            let handle = std::thread::Builder::new()
-                .name(format!("tcpkit-worker-{}", i + 1))
-                .spawn(move || worker_rt.block_on(worker(listeners, shared, shutdown)))
-                .map_err(ServeError::Start)?;
-            handles.push(handle);
-        }
-        let shared = self.shared.clone();
-        rt.block_on(async {
-            tokio::spawn(watch_signals(shutdown.clone()));
-            worker(self.listeners, self.shared, shutdown).await
-        })?;
-        for handle in handles {
-            match handle.join() {
-                Ok(result) => result?,
-                Err(_) => warn!("a worker thread panicked"),
-            }
-        }
-        let t = &shared.totals;
-        info!(
-            served = t.served.load(Ordering::Relaxed),
-            busy = t.busy.load(Ordering::Relaxed),
-            cut = t.cut.load(Ordering::Relaxed),
-            "stopped"
-        );
-        Ok(())
-    }
-}
-
-/// `tcpkit serve`.
-pub fn run(args: ServeArgs) -> Result<(), Failure> {
-    crate::log::init(args.quiet, args.verbose, args.log_format);
-    let config = Config::from_args(&args);
-    let server = Server::bind(&config).map_err(|e| Failure::new(1, e.to_string()))?;
-    for addr in server.local_addrs() {
-        info!(%addr, "listening");
-    }
-    info!(
-        max_connections = server.max_connections(),
-        threads = server.threads,
-        open_file_limit = server.open_file_limit,
-        "capacity"
-    );
-    server.run_until_signal().map_err(|e| Failure::new(1, e.to_string()))
-}
-
-fn current_thread_runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread().enable_all().build()
-}
-
-fn clone_listeners(listeners: &[std::net::TcpListener]) -> std::io::Result<Vec<std::net::TcpListener>> {
-    listeners.iter().map(std::net::TcpListener::try_clone).collect()
-}
-
-/// First SIGINT/SIGTERM: graceful shutdown. Second: exit at once.
-async fn watch_signals(shutdown: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
-    else {
-        warn!("cannot install signal handlers; stop the server with SIGKILL");
-        return;
-    };
-    tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
-    info!("shutting down: no new connections; answering what has arrived");
-    shutdown.cancel();
-    tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
-    warn!("second signal: exiting now");
-    std::process::exit(130);
-}
-
-/// One worker: accept on every listener until shutdown, then wait for this
-/// worker's connections, cutting them at the deadline.
-async fn worker(
-    listeners: Vec<std::net::TcpListener>,
-    shared: Arc<Shared>,
-    shutdown: CancellationToken,
-) -> Result<(), ServeError> {
-    let tracker = TaskTracker::new();
-    let hard_stop = CancellationToken::new();
-    for listener in listeners {
-        let listener = TcpListener::from_std(listener).map_err(ServeError::Start)?;
-        let local = listener.local_addr().ok().filter(|a| !a.ip().is_unspecified());
-        let ctx = AcceptCtx {
-            local,
-            shared: shared.clone(),
-            shutdown: shutdown.clone(),
-            hard_stop: hard_stop.clone(),
-            tracker: tracker.clone(),
-        };
-        tracker.spawn(accept_loop(listener, ctx));
-    }
-    shutdown.cancelled().await;
-    tracker.close();
-    if tokio::time::timeout(shared.shutdown_timeout, tracker.wait()).await.is_err() {
-        let left = tracker.len();
-        warn!(connections = left, "shutdown timeout: closing the connections left");
-        hard_stop.cancel();
-        // Connections end at once on the hard stop; the grace only covers a stuck close.
-        let _ = tokio::time::timeout(HARD_STOP_GRACE, tracker.wait()).await;
-    }
-    Ok(())
-}
-
-struct AcceptCtx {
-    /// The listener's address when it is not a wildcard one.
-    local: Option<SocketAddr>,
-    shared: Arc<Shared>,
-    shutdown: CancellationToken,
-    hard_stop: CancellationToken,
-    tracker: TaskTracker,
-}
-
-/// Accept until shutdown. Errors such as EMFILE are logged and retried after a
-/// doubling back-off (never ending the server, never spinning); errors of one
-/// aborted connection are skipped.
-async fn accept_loop(listener: TcpListener, ctx: AcceptCtx) {
-    let mut backoff = Duration::from_millis(5);
-    loop {
-        let accepted = tokio::select! {
-            biased;
-            () = ctx.shutdown.cancelled() => return drain_queue(&listener, &ctx),
-            r = listener.accept() => r,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                backoff = Duration::from_millis(5);
-                admit(stream, peer, &ctx);
-            }
-            Err(e) if is_per_connection(&e) => {}
-            Err(e) => {
-                warn!(error = %e, retry_ms = backoff.as_millis() as u64, "accept failed");
-                tokio::select! {
-                    () = ctx.shutdown.cancelled() => return,
-                    () = tokio::time::sleep(backoff) => {}
+    /// Serve until `shutdown` is cancelled and the connections have finished
+    /// (or the shutdown deadline passed). One worker runs on the current tokio
+    /// runtime, the others on their own threads.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<Totals, ServeError> {
+        let mut done = Vec::new();
+        for (i, mut prepared) in self.workers.into_iter().enumerate() {
+            let (Some(rt), listeners) = (prepared.rt.take(), std::mem::take(&mut prepared.listeners)) else {
+                continue;
+            };
+            let (shared, token) = (self.shared.clone(), shutdown.clone());
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let spawned =
+                std::thread::Builder::new().name(format!("tcpkit-worker-{}", i + 1)).spawn(move || {
+                    let _ = tx.send(rt.block_on(accept::worker(listeners, shared, token)));
+                });
+            match spawned {
+                Ok(_) => done.push(rx),
+                Err(e) => {
+                    // The workers already running stop and are waited for.
+                    shutdown.cancel();
+                    for rx in done {
+                        let _ = rx.await;
+                    }
+                    return Err(ServeError::Start(e));
                 }
-                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
             }
         }
-    }
-}
-
-/// Shutdown: the clients already in the accept queue completed the handshake
-/// and their bytes were acknowledged by the host, so they are accepted and
-/// served under the same rules as the others (what had arrived is answered).
-/// Only what is queued now: no waiting for more, and at most `backlog` of them
-/// (the queue's length), since clients may keep arriving while this runs.
-fn drain_queue(listener: &TcpListener, ctx: &AcceptCtx) {
-    // A plain accept(2): tokio's own would first ask the reactor for
-    // readiness, which it may not have seen yet (the queue filled while the
-    // process was stopped, say), and answer "pending" with clients waiting.
-    let raw = socket2::SockRef::from(listener);
-    for _ in 0..ctx.shared.backlog {
-        let accepted = raw.accept().and_then(|(socket, peer)| {
-            socket.set_nonblocking(true)?;
-            let peer = peer.as_socket().ok_or(std::io::ErrorKind::InvalidData)?;
-            Ok((TcpStream::from_std(socket.into())?, peer))
-        });
-        match accepted {
-            Ok((stream, peer)) => admit(stream, peer, ctx),
-            Err(e) if is_per_connection(&e) => {}
-            // Empty (WouldBlock) or out of descriptors: nothing more can be taken now.
-            Err(_) => return,
+        let mut result = accept::worker(self.listeners, self.shared.clone(), shutdown).await;
+        for rx in done {
+            // A dropped sender means the worker thread panicked.
+            let r = rx
+                .await
+                .unwrap_or_else(|_| Err(ServeError::Start(std::io::Error::other("a worker panicked"))));
+            result = result.and(r);
         }
+        result.map(|()| self.shared.totals())
     }
 }
 
-/// Accept errors that concern one connection only (it was gone before accept).
-fn is_per_connection(e: &std::io::Error) -> bool {
-    use std::io::ErrorKind::*;
-    matches!(e.kind(), ConnectionAborted | ConnectionReset | Interrupted)
+/// One extra worker's runtime and listener handles, made at bind.
+struct Prepared {
+    rt: Option<tokio::runtime::Runtime>,
+    listeners: Vec<std::net::TcpListener>,
 }
 
-/// Serve a new connection, or tell it `busy` when the limit is reached.
-fn admit(stream: TcpStream, peer: SocketAddr, ctx: &AcceptCtx) {
-    let start = Instant::now();
-    // A listener on a specific address is the local end of all its
-    // connections; only a wildcard one needs asking (one syscall less per accept).
-    let local = match ctx.local {
-        Some(addr) => addr,
-        None => stream.local_addr().unwrap_or(peer),
-    };
-    let shared = &ctx.shared;
-    if shared.active.fetch_add(1, Ordering::AcqRel) >= shared.max_connections {
-        shared.active.fetch_sub(1, Ordering::AcqRel);
-        shared.totals.busy.fetch_add(1, Ordering::Relaxed);
-        // The socket is new and its send buffer empty: the line goes out at once.
-        let sent = stream.try_write(protocol::BUSY).unwrap_or(0);
-        let _ = socket2::SockRef::from(&stream).shutdown(std::net::Shutdown::Write);
-        let stats = ConnStats { lines: 0, bytes_in: 0, bytes_out: sent as u64, reason: CloseReason::Busy };
-        log_close(local, peer, start, &stats);
-        return;
-    }
-    // Replies are written whole per read; Nagle would only delay them.
-    let _ = stream.set_nodelay(true);
-    let shared = shared.clone();
-    let (shutdown, hard_stop) = (ctx.shutdown.clone(), ctx.hard_stop.clone());
-    ctx.tracker.spawn(async move {
-        let guard = ActiveGuard(&shared.active);
-        let stats = conn::serve(stream, &shared.conn, &shutdown, &hard_stop).await;
-        drop(guard);
-        shared.totals.served.fetch_add(1, Ordering::Relaxed);
-        if hard_stop.is_cancelled() {
-            shared.totals.cut.fetch_add(1, Ordering::Relaxed);
-        }
-        log_close(local, peer, start, &stats);
-    });
-}
-
-/// Gives the connection's place back even if its task is dropped.
-struct ActiveGuard<'a>(&'a AtomicUsize);
-
-impl Drop for ActiveGuard<'_> {
+impl Drop for Prepared {
+    /// A server bound but never run may be dropped inside async code (a
+    /// failed bind, a test), where dropping a runtime the usual way panics.
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
     }
-}
-
-/// The one log line per connection.
-fn log_close(local: SocketAddr, peer: SocketAddr, start: Instant, s: &ConnStats) {
-    info!(
-        local = %local,
-        peer = %peer,
-        duration_ms = start.elapsed().as_secs_f64() * 1e3,
-        lines = s.lines,
-        bytes_in = s.bytes_in,
-        bytes_out = s.bytes_out,
-        reason = %s.reason,
-        "closed"
-    );
 }

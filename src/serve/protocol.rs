@@ -65,6 +65,10 @@ impl Protocol {
 /// The line sent to a client over `--max-connections`.
 pub const BUSY: &[u8] = b"ERR server busy\n";
 
+/// The line sent before closing a connection whose partial line the
+/// server-wide input budget (`--input-budget`) cannot hold.
+pub const INPUT_BUDGET: &[u8] = b"ERR server busy: input budget exhausted\n";
+
 /// The line sent before closing on an over-long line.
 pub fn line_too_long(limit: usize) -> Vec<u8> {
     format!("ERR line too long (limit {limit} bytes)\n").into_bytes()
@@ -111,5 +115,29 @@ mod tests {
         assert!(p.is_quit(b"exit"));
         assert!(!p.is_quit(b"exit "));
         assert!(!p.is_quit(b"EXIT"));
+    }
+
+    // Tests that kill the mutants scripts/mutants found alive (see TESTING.md).
+
+    #[test]
+    fn line_too_long_and_busy_are_the_documented_lines() {
+        assert_eq!(line_too_long(65536), b"ERR line too long (limit 65536 bytes)\n");
+        assert_eq!(BUSY, b"ERR server busy\n");
+    }
+
+    #[test]
+    fn reply_len_is_the_rendered_length_for_every_template() {
+        for t in ["Hello, {}!", "{}", "pong", "{}{}", "a{}b{}c", ""] {
+            for line in [&b""[..], b"x", b"Michael"] {
+                assert_eq!(Template::new(t).reply_len(line.len()), reply(t, line).len(), "{t:?} {line:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn quit_word_is_kept_as_given() {
+        let p = Protocol::new("hi", "{}", "bye");
+        assert_eq!(p.quit, b"bye");
+        assert!(p.is_quit(b"bye") && !p.is_quit(b"exit"));
     }
 }

@@ -156,3 +156,41 @@ fn broken_stdout_and_stderr_pipes_with_verbose_exit_6() {
     server.join().unwrap();
     assert_eq!(code, Some(6), "the final error cannot be printed, the exit code still says it");
 }
+
+#[test]
+fn a_trace_to_a_broken_stderr_pipe_never_disturbs_the_conversation() {
+    let (listener, port) = listen();
+    let server = greeter(listener, b"Welcome!\n");
+    let mut child = tcpkit()
+        .args(["connect", "--trace", "-", "-v", "127.0.0.1", &port])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(broken_pipe())
+        .spawn()
+        .expect("tcpkit starts");
+    let mut stdout = child.stdout.take().unwrap();
+    let _ = child.stdin.take().unwrap().write_all(b"hi\n");
+    let mut out = Vec::new();
+    let _ = stdout.read_to_end(&mut out);
+    let code = wait_bounded(&mut child);
+    assert_eq!(server.join().unwrap(), b"hi\n");
+    assert_eq!(code, Some(0));
+    assert_eq!(out, b"Welcome!\n");
+}
+
+#[test]
+fn a_trace_file_on_a_full_disk_is_one_warning_and_the_conversation_goes_on() {
+    let (listener, port) = listen();
+    let server = greeter(listener, b"Welcome!\n");
+    let out = tcpkit()
+        .args(["connect", "--trace", "/dev/full", "127.0.0.1", &port])
+        .stdin(Stdio::null())
+        .output()
+        .expect("tcpkit runs");
+    assert_eq!(server.join().unwrap(), b"");
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(out.stdout, b"Welcome!\n");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with("tcpkit: warning: trace /dev/full: "), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}

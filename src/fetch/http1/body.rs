@@ -754,4 +754,142 @@ mod tests {
         assert_eq!(uneven.trailers, vec![trailer("X-Sum", "1")]);
         assert_eq!((uneven.received, uneven.result), (wire.len() as u64, Ok(())));
     }
+
+    // Tests that kill the mutants scripts/mutants found alive (see TESTING.md).
+
+    #[test]
+    fn chunk_sizes_are_hexadecimal_of_any_case_and_many_digits() {
+        let out = run_split(
+            BodyKind::Chunked,
+            b"A\r\n0123456789\r\n1f\r\nabcdefghijklmnopqrstuvwxyz01234\r\n0\r\n\r\n",
+        );
+        assert_eq!(out.body.len(), 10 + 31);
+        assert_eq!(out.result, Ok(()));
+        let out = run(BodyKind::Chunked, &[b"1F\r\n", &[b'x'; 31], b"\r\n0\r\n\r\n"], true);
+        assert_eq!((out.body.len(), out.result), (31, Ok(())));
+        let out = run(BodyKind::Chunked, &[b"100\r\n", &[b'y'; 256], b"\r\n0\r\n\r\n"], true);
+        assert_eq!((out.body.len(), out.result), (256, Ok(())));
+    }
+
+    #[test]
+    fn bare_lf_ends_every_line_of_the_chunked_framing() {
+        // Size line, after BWS, after an extension, after data, trailer, final blank line.
+        for input in [
+            &b"3\nabc\n0\n\n"[..],
+            b"3 \nabc\r\n0\r\n\r\n",
+            b"3;x=y\nabc\r\n0\r\n\r\n",
+            b"3\r\nabc\n0\r\n\r\n",
+            b"3\r\nabc\r\n0\r\nT: v\n\n",
+            b"3\r\nabc\r\n0\r\n\n",
+        ] {
+            let out = run_split(BodyKind::Chunked, input);
+            assert_eq!(
+                (out.body.as_slice(), &out.result),
+                (&b"abc"[..], &Ok(())),
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+            let mut dec = BodyDecoder::new(BodyKind::Chunked);
+            let d = dec.decode(input).unwrap();
+            let mut used = d.consumed;
+            while !dec.is_complete() && used < input.len() {
+                used += dec.decode(&input[used..]).unwrap().consumed;
+            }
+            assert!(dec.is_complete(), "{:?} not complete", String::from_utf8_lossy(input));
+        }
+    }
+
+    #[test]
+    fn error_offsets_and_received_count_across_calls() {
+        let mut dec = BodyDecoder::new(BodyKind::Chunked);
+        assert_eq!(dec.decode(b"5\r\n").unwrap().consumed, 3);
+        assert_eq!(dec.decode(b"hello").unwrap().data, b"hello");
+        assert_eq!(dec.received(), 8);
+        // The CRLF after the data is consumed; the bad size byte at offset 10 is not.
+        let e = dec.decode(b"\r\nzz").unwrap_err();
+        assert_eq!(e, Http1Error::BadChunkSize { offset: 10, byte: b'z' });
+        assert_eq!(dec.received(), 10);
+        let mut dec = BodyDecoder::new(BodyKind::Chunked);
+        dec.decode(b"2\r\nab").unwrap();
+        let e = dec.decode(b"\rX").unwrap_err();
+        assert!(matches!(e, Http1Error::BadChunk { offset: 6, .. }), "{e:?}");
+        assert_eq!(dec.received(), 6, "the CR before the bad byte was consumed");
+    }
+
+    #[test]
+    fn chunk_extension_bound_is_exact() {
+        let at_limit = [&b"1;"[..], &vec![b'e'; MAX_CHUNK_EXTENSION], b"\r\nx\r\n0\r\n\r\n"].concat();
+        assert_eq!(run(BodyKind::Chunked, &[&at_limit], true).result, Ok(()));
+        let over = [&b"1;"[..], &vec![b'e'; MAX_CHUNK_EXTENSION + 1], b"\r\nx\r\n0\r\n\r\n"].concat();
+        let err = run(BodyKind::Chunked, &[&over], true).result.unwrap_err();
+        assert!(err.to_string().contains("chunk extension longer than"), "{err}");
+    }
+
+    #[test]
+    fn control_bytes_in_extensions_are_refused_but_tab_and_space_pass() {
+        for ok in [&b"1;a\tb c\r\nx\r\n0\r\n\r\n"[..], b"1;~\r\nx\r\n0\r\n\r\n"] {
+            assert_eq!(
+                run(BodyKind::Chunked, &[ok], true).result,
+                Ok(()),
+                "{:?}",
+                String::from_utf8_lossy(ok)
+            );
+        }
+        for bad in [0x00u8, 0x1f, 0x7f] {
+            let input = [&b"1;a"[..], &[bad], b"\r\nx\r\n0\r\n\r\n"].concat();
+            let err = run(BodyKind::Chunked, &[&input], true).result.unwrap_err();
+            assert!(err.to_string().contains("control byte"), "{bad:#x}: {err}");
+        }
+    }
+
+    #[test]
+    fn trailer_bound_is_exact() {
+        let body = b"0\r\nAb: cd\r\n\r\n"; // counted: the line and its CR, "Ab: cd\r": 7 bytes
+        let dec = |limit| {
+            let mut d = BodyDecoder::new(BodyKind::Chunked).with_max_trailers(limit);
+            d.decode(body).map(|_| d.trailers().to_vec())
+        };
+        assert_eq!(dec(7), Ok(vec![trailer("Ab", "cd")]));
+        assert!(dec(6).unwrap_err().to_string().contains("trailer section longer than 6 bytes"));
+    }
+
+    #[test]
+    fn payload_received_expected_and_remaining_are_counted_apart() {
+        let mut d = BodyDecoder::new(BodyKind::Chunked);
+        let input = b"3\r\nabc\r\n0\r\n\r\n";
+        let mut used = 0;
+        while !d.is_complete() {
+            used += d.decode(&input[used..]).unwrap().consumed;
+        }
+        assert_eq!((d.payload(), d.received(), d.expected(), d.remaining()), (3, 13, None, None));
+        let mut d = BodyDecoder::new(BodyKind::Length(10));
+        d.decode(b"abcd").unwrap();
+        assert_eq!((d.payload(), d.received(), d.expected(), d.remaining()), (4, 4, Some(10), Some(6)));
+        let d = BodyDecoder::new(BodyKind::Empty);
+        assert_eq!((d.expected(), d.remaining(), d.is_complete()), (Some(0), Some(0), true));
+        let mut d = BodyDecoder::new(BodyKind::UntilClose);
+        assert!(!d.is_complete());
+        assert_eq!(d.decode(b"xyz").unwrap().consumed, 3);
+        assert_eq!((d.expected(), d.remaining()), (None, None));
+        assert_eq!(d.finish(), Ok(()));
+        assert!(d.is_complete());
+        assert_eq!(d.decode(b"more").unwrap().consumed, 0, "nothing after the close");
+    }
+
+    #[test]
+    fn truncation_says_where_the_chunked_body_stopped() {
+        let detail = |input: &[u8]| match run(BodyKind::Chunked, &[input], true).result {
+            Err(Http1Error::Truncated { detail, received, .. }) => (detail, received),
+            other => panic!("{:?}: {other:?}", String::from_utf8_lossy(input)),
+        };
+        assert_eq!(detail(b"5\r\nhel"), ("closed in chunk data with 2 bytes of the chunk missing".into(), 6));
+        assert_eq!(detail(b"5\r\nhello"), ("closed before the last chunk".into(), 8));
+        assert_eq!(detail(b"5\r\nhello\r"), ("closed before the last chunk".into(), 9));
+        assert_eq!(detail(b""), ("closed before the last chunk".into(), 0));
+        for cut in [&b"5"[..], b"5 ", b"5;e", b"5\r"] {
+            assert_eq!(detail(cut).0, "closed in a chunk size line", "{:?}", String::from_utf8_lossy(cut));
+        }
+        let short = run(BodyKind::Length(5), &[b"abc"], true).result.unwrap_err();
+        assert_eq!(short, Http1Error::Truncated { received: 3, expected: Some(5), detail: String::new() });
+    }
 }

@@ -623,4 +623,116 @@ mod tests {
         assert_eq!(parser.parse(&long), Err(Http1Error::HeadTooLarge { limit: 100 }));
         assert!(parser.parse(b"HTTP/1.1 204 No Content\r\n\r\n").unwrap().is_some());
     }
+
+    // Tests that kill the mutants scripts/mutants found alive (see TESTING.md).
+
+    /// A head of exactly `len` bytes ending in its blank line.
+    fn head_of_len(len: usize) -> Vec<u8> {
+        let start = b"HTTP/1.1 200 OK\r\nX: ";
+        let mut h = start.to_vec();
+        h.resize(len - 4, b'a');
+        h.extend_from_slice(b"\r\n\r\n");
+        h
+    }
+
+    #[test]
+    fn incremental_parser_parses_small_heads_on_every_call_and_then_on_doubling() {
+        let head = head_of_len(5000);
+        let mut p = HeadParser::new(64 * 1024);
+        assert_eq!(p.parse(&head[..EAGER_PARSE]), Ok(None));
+        assert_eq!(p.parses, 1, "at most EAGER_PARSE bytes: parsed");
+        assert_eq!(p.parse(&head[..EAGER_PARSE + 1]), Ok(None));
+        assert_eq!(p.parses, 1, "past EAGER_PARSE and not doubled: not parsed");
+        assert_eq!(p.parse(&head[..2 * EAGER_PARSE - 1]), Ok(None));
+        assert_eq!(p.parses, 1);
+        assert_eq!(p.parse(&head[..2 * EAGER_PARSE]), Ok(None));
+        assert_eq!(p.parses, 2, "doubled: parsed");
+        assert_eq!(p.parse(&head[..2 * EAGER_PARSE + 2]), Ok(None));
+        assert_eq!(p.parses, 2);
+        // The blank line makes a parse due at once.
+        assert!(matches!(p.parse(&head), Ok(Some((_, 5000)))));
+        assert_eq!(p.parses, 3);
+    }
+
+    #[test]
+    fn incremental_parser_finds_a_blank_line_split_over_calls() {
+        let head = head_of_len(3000);
+        for tail in [1, 2, 3] {
+            let mut p = HeadParser::new(64 * 1024);
+            assert_eq!(p.parse(&head[..2000]), Ok(None));
+            assert_eq!(p.parse(&head[..3000 - tail]), Ok(None));
+            assert!(matches!(p.parse(&head), Ok(Some((_, 3000)))), "blank line cut {tail} from the end");
+        }
+        let lf = [&head_of_len(3000)[..2996], b"\n\n"].concat();
+        let mut p = HeadParser::new(64 * 1024);
+        assert_eq!(p.parse(&lf[..2000]), Ok(None));
+        assert_eq!(p.parse(&lf[..2997]), Ok(None));
+        assert!(matches!(p.parse(&lf), Ok(Some((_, 2998)))), "LF LF ends a head too");
+    }
+
+    #[test]
+    fn incremental_parser_starts_afresh_after_reset_or_a_shorter_buffer() {
+        let big = head_of_len(6000);
+        let mut bad = head_of_len(6000);
+        bad[1500] = 0; // a NUL in a header value: invalid
+        let mut p = HeadParser::new(64 * 1024);
+        assert_eq!(p.parse(&big[..4000]), Ok(None));
+        p.reset();
+        // 3000 bytes: past the eager size, below twice 4000, yet parsed after reset.
+        assert!(p.parse(&bad[..3000]).is_err(), "reset forgets the last parse's length");
+        let mut q = HeadParser::new(64 * 1024);
+        assert_eq!(q.parse(&big[..4000]), Ok(None));
+        assert!(q.parse(&bad[..3000]).is_err(), "a shorter buffer is a new head");
+        // At the limit a parse is always due, and a head that does not fit is an error.
+        let mut r = HeadParser::new(4096);
+        assert_eq!(r.parse(&big[..3000]), Ok(None));
+        assert_eq!(r.parse(&big[..4096]), Err(Http1Error::HeadTooLarge { limit: 4096 }));
+    }
+
+    #[test]
+    fn interim_is_exactly_1xx_and_headers_named_finds_every_one() {
+        let h = |status| ResponseHead { version: 1, status, reason: String::new(), headers: vec![] };
+        assert!(!h(99).is_interim() && h(100).is_interim() && h(199).is_interim() && !h(200).is_interim());
+        let head = head("HTTP/1.1 200 OK\r\nA: 1\r\nb: 2\r\na: 3\r\n\r\n");
+        assert_eq!(head.headers_named("A").collect::<Vec<_>>(), vec![&b"1"[..], b"3"]);
+        assert_eq!(head.header("B"), Some(&b"2"[..]));
+        assert_eq!(head.header("c"), None);
+    }
+
+    #[test]
+    fn connect_2xx_has_no_body_but_other_statuses_do() {
+        let ok = head("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n");
+        assert_eq!(body_kind("CONNECT", &ok), Ok(BodyKind::Empty));
+        assert_eq!(body_kind("GET", &ok), Ok(BodyKind::Length(4)));
+        let denied = head("HTTP/1.1 407 Auth\r\nContent-Length: 4\r\n\r\n");
+        assert_eq!(body_kind("CONNECT", &denied), Ok(BodyKind::Length(4)));
+        let moved = head("HTTP/1.1 300 Choices\r\nContent-Length: 2\r\n\r\n");
+        assert_eq!(body_kind("CONNECT", &moved), Ok(BodyKind::Length(2)));
+        let c199 = head("HTTP/1.1 199 X\r\nContent-Length: 2\r\n\r\n");
+        assert_eq!(body_kind("CONNECT", &c199), Ok(BodyKind::Empty));
+        let c205 = head("HTTP/1.1 205 Reset\r\nContent-Length: 2\r\n\r\n");
+        assert_eq!(body_kind("GET", &c205), Ok(BodyKind::Length(2)));
+    }
+
+    #[test]
+    fn content_length_digits_and_overflow() {
+        assert_eq!(parse_decimal(b"18446744073709551615"), Some(u64::MAX));
+        assert_eq!(parse_decimal(b"18446744073709551616"), None);
+        assert_eq!(parse_decimal(b"0"), Some(0));
+        assert_eq!(parse_decimal(b"90"), Some(90));
+        assert_eq!(parse_decimal(b""), None);
+        assert_eq!(parse_decimal(b"1a"), None);
+        assert_eq!(parse_decimal(b"+1"), None);
+    }
+
+    #[test]
+    fn invalid_byte_offset_is_exact() {
+        let mut text = b"HTTP/1.1 200 OK\r\nGood: yes\r\nBad".to_vec();
+        let at = text.len();
+        text.extend_from_slice(b"\x01: x\r\n\r\n");
+        match parse_response_head(&text, 4096) {
+            Err(Http1Error::InvalidHead { offset, .. }) => assert_eq!(offset, at),
+            other => panic!("{other:?}"),
+        }
+    }
 }

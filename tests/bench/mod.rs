@@ -358,3 +358,5 @@ fn echo_workload_verifies_serve_configured_as_an_echo_server() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(j["verified"], 300, "{j}");
 }
+
+mod distributed;

@@ -1,0 +1,253 @@
+//! The accept side of a worker: accept on every listener until shutdown, apply
+//! the connection limit, spawn one task per connection and write one log line
+//! per closed connection with its 4-tuple; at shutdown, take the clients
+//! already queued, then wait for the connections within the deadline.
+//!
+//! Not for: one connection's rules (see `conn`) or start-up (see the module root).
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use super::conn::{self, CloseReason, ConnConfig, ConnStats};
+use super::{ACCEPT_BACKOFF_MAX, ServeError, protocol};
+
+/// After the shutdown deadline, how long connections get to notice the hard stop.
+const HARD_STOP_GRACE: Duration = Duration::from_secs(1);
+
+/// First back-off after an accept error; it doubles up to [`ACCEPT_BACKOFF_MAX`].
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
+
+/// Counters over the server's life, as [`super::Server::run`] returns them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Connections accepted and served.
+    pub served: u64,
+    /// Connections refused over the limit.
+    pub busy: u64,
+    /// Connections ended by the shutdown deadline rather than by themselves.
+    pub cut: u64,
+}
+
+/// What every worker shares.
+pub(super) struct Shared {
+    conn: ConnConfig,
+    /// Connections being served now, across workers.
+    active: AtomicUsize,
+    /// The connection limit.
+    max_connections: usize,
+    shutdown_timeout: Duration,
+    /// Accept-queue length: bounds how many queued clients shutdown accepts.
+    backlog: u32,
+    served: AtomicU64,
+    busy: AtomicU64,
+    cut: AtomicU64,
+}
+
+impl Shared {
+    pub(super) fn new(
+        conn: ConnConfig,
+        max_connections: usize,
+        shutdown_timeout: Duration,
+        backlog: u32,
+    ) -> Self {
+        Shared {
+            conn,
+            active: AtomicUsize::new(0),
+            max_connections,
+            shutdown_timeout,
+            backlog,
+            served: AtomicU64::new(0),
+            busy: AtomicU64::new(0),
+            cut: AtomicU64::new(0),
+        }
+    }
+
+    pub(super) fn totals(&self) -> Totals {
+        Totals {
+            served: self.served.load(Ordering::Relaxed),
+            busy: self.busy.load(Ordering::Relaxed),
+            cut: self.cut.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// The runtime of one worker thread.
+pub(super) fn worker_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build()
+}
+
+/// One worker: accept on every listener until shutdown, then wait for this
+/// worker's connections, cutting them at the deadline.
+pub(super) async fn worker(
+    listeners: Vec<std::net::TcpListener>,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    let tracker = TaskTracker::new();
+    let hard_stop = CancellationToken::new();
+    for listener in listeners {
+        let listener = TcpListener::from_std(listener).map_err(ServeError::Start)?;
+        let local = listener.local_addr().ok().filter(|a| !a.ip().is_unspecified());
+        let ctx = AcceptCtx {
+            local,
+            shared: shared.clone(),
+            shutdown: shutdown.clone(),
+            hard_stop: hard_stop.clone(),
+            tracker: tracker.clone(),
+        };
+        tracker.spawn(accept_loop(listener, ctx));
+    }
+    shutdown.cancelled().await;
+    tracker.close();
+    if tokio::time::timeout(shared.shutdown_timeout, tracker.wait()).await.is_err() {
+        let left = tracker.len();
+        warn!(connections = left, "shutdown timeout: closing the connections left");
+        hard_stop.cancel();
+        // Connections end at once on the hard stop; the grace only covers a stuck close.
+        let _ = tokio::time::timeout(HARD_STOP_GRACE, tracker.wait()).await;
+    }
+    Ok(())
+}
+
+struct AcceptCtx {
+    /// The listener's address when it is not a wildcard one.
+    local: Option<SocketAddr>,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+    hard_stop: CancellationToken,
+    tracker: TaskTracker,
+}
+
+/// Accept until shutdown. Errors such as EMFILE are logged and retried after a
+/// doubling back-off (never ending the server, never spinning); errors of one
+/// aborted connection are skipped.
+async fn accept_loop(listener: TcpListener, ctx: AcceptCtx) {
+    let mut backoff = ACCEPT_BACKOFF_MIN;
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            () = ctx.shutdown.cancelled() => return drain_queue(&listener, &ctx),
+            r = listener.accept() => r,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                backoff = ACCEPT_BACKOFF_MIN;
+                admit(stream, peer, &ctx);
+            }
+            Err(e) if is_per_connection(&e) => {}
+            Err(e) => {
+                warn!(error = %e, retry_ms = backoff.as_millis() as u64, "accept failed");
+                tokio::select! {
+                    () = ctx.shutdown.cancelled() => return drain_queue(&listener, &ctx),
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+            }
+        }
+    }
+}
+
+/// Shutdown: the clients already in the accept queue completed the handshake
+/// and their bytes were acknowledged by the host, so they are accepted and
+/// served under the same rules as the others (what had arrived is answered).
+/// Only what is queued now: no waiting for more, and at most `backlog` of them
+/// (the queue's length), since clients may keep arriving while this runs.
+fn drain_queue(listener: &TcpListener, ctx: &AcceptCtx) {
+    // A plain accept(2): tokio's own would first ask the reactor for
+    // readiness, which it may not have seen yet (the queue filled while the
+    // process was stopped, say), and answer "pending" with clients waiting.
+    let raw = socket2::SockRef::from(listener);
+    for _ in 0..ctx.shared.backlog {
+        let accepted = raw.accept().and_then(|(socket, peer)| {
+            socket.set_nonblocking(true)?;
+            let peer = peer.as_socket().ok_or(std::io::ErrorKind::InvalidData)?;
+            Ok((TcpStream::from_std(socket.into())?, peer))
+        });
+        match accepted {
+            Ok((stream, peer)) => admit(stream, peer, ctx),
+            Err(e) if is_per_connection(&e) => {}
+            // Empty (WouldBlock) or out of descriptors: nothing more can be taken now.
+            Err(_) => return,
+        }
+    }
+}
+
+/// Accept errors that concern one connection only (it was gone before accept).
+fn is_per_connection(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(e.kind(), ConnectionAborted | ConnectionReset | Interrupted)
+}
+
+/// Serve a new connection, or tell it `busy` when the limit is reached.
+fn admit(stream: TcpStream, peer: SocketAddr, ctx: &AcceptCtx) {
+    let start = Instant::now();
+    // A listener on a specific address is the local end of all its
+    // connections; only a wildcard one needs asking (one syscall less per accept).
+    let local = match ctx.local {
+        Some(addr) => addr,
+        None => stream.local_addr().unwrap_or(peer),
+    };
+    let shared = &ctx.shared;
+    if shared.active.fetch_add(1, Ordering::AcqRel) >= shared.max_connections {
+        shared.active.fetch_sub(1, Ordering::AcqRel);
+        shared.busy.fetch_add(1, Ordering::Relaxed);
+        // The socket is new and its send buffer empty: the line goes out at once.
+        let sent = stream.try_write(protocol::BUSY).unwrap_or(0);
+        let _ = socket2::SockRef::from(&stream).shutdown(std::net::Shutdown::Write);
+        let stats = ConnStats { lines: 0, bytes_in: 0, bytes_out: sent as u64, reason: CloseReason::Busy };
+        log_close(local, peer, start, &stats);
+        return;
+    }
+    // Replies are written whole per read; Nagle would only delay them.
+    let _ = stream.set_nodelay(true);
+    let shared = shared.clone();
+    let (shutdown, hard_stop) = (ctx.shutdown.clone(), ctx.hard_stop.clone());
+    ctx.tracker.spawn(async move {
+        let guard = ActiveGuard(&shared.active);
+        let stats = conn::serve(stream, &shared.conn, &shutdown, &hard_stop).await;
+        drop(guard);
+        shared.served.fetch_add(1, Ordering::Relaxed);
+        if hard_stop.is_cancelled() {
+            shared.cut.fetch_add(1, Ordering::Relaxed);
+        }
+        log_close(local, peer, start, &stats);
+    });
+}
+
+/// Gives the connection's place back even if its task is dropped.
+struct ActiveGuard<'a>(&'a AtomicUsize);
+
+impl Drop for ActiveGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The one log line per connection; a warning when the server-wide input
+/// budget closed it, since that says the server is short of memory.
+fn log_close(local: SocketAddr, peer: SocketAddr, start: Instant, s: &ConnStats) {
+    let duration_ms = start.elapsed().as_secs_f64() * 1e3;
+    if s.reason == CloseReason::InputBudget {
+        warn!(
+            local = %local, peer = %peer, duration_ms, lines = s.lines, bytes_in = s.bytes_in,
+            bytes_out = s.bytes_out, reason = %s.reason, "closed"
+        );
+        return;
+    }
+    info!(
+        local = %local,
+        peer = %peer,
+        duration_ms,
+        lines = s.lines,
+        bytes_in = s.bytes_in,
+        bytes_out = s.bytes_out,
+        reason = %s.reason,
+        "closed"
+    );
+}
