@@ -10,8 +10,8 @@ fn main() -> ExitCode {
     tcpkit::log::set_ansi(cli.color.stderr());
     let outcome = match cli.command {
         Command::Serve(args) => tcpkit::serve::run(args),
-        Command::Connect(args) => tcpkit::connect::run(args),
-        Command::Fetch(args) => tcpkit::fetch::run(args),
+        Command::Connect(args) => args.run(),
+        Command::Fetch(args) => args.run(),
         Command::Bench(args) => tcpkit::bench::run(args),
         Command::Completions(args) => tcpkit::cli::completions(&args),
         Command::Man => tcpkit::cli::man(),

@@ -498,3 +498,20 @@ fn text_logs_to_a_pipe_carry_no_colour_codes() {
     assert!(line.contains("listening") && line.contains("addr=127.0.0.1:"), "{line}");
     assert!(!line.contains('\u{1b}'), "escape codes in a piped log line: {line:?}");
 }
+
+/// serve and bench read `--reply` the same way: for each template bench
+/// verifies every reply of a server started with that template.
+#[test]
+fn serve_and_bench_agree_on_every_reply_template() {
+    for template in ["Hello, {}!", "{}", "pong", "{}{}", "<{}>|{}"] {
+        let serve = Proc::start(&["--reply", template]);
+        let out = tcpkit()
+            .args(["bench", &serve.addr.to_string(), "--reply", template, "-c", "2", "-n", "50", "--json"])
+            .output()
+            .expect("run tcpkit bench");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{template}: {stdout} {}", String::from_utf8_lossy(&out.stderr));
+        let j: serde_json::Value = serde_json::from_str(&stdout).expect("bench --json");
+        assert_eq!(j["verified"], 50, "{template}: {j}");
+    }
+}

@@ -17,7 +17,6 @@ fuzz_target!(|input: &[u8]| {
             for method in ["GET", "HEAD", "POST", "CONNECT"] {
                 if let Err(e) = body_kind(method, head) {
                     assert!(!e.to_string().is_empty());
-                    assert!(e.exit_code() > 0);
                 }
             }
             let _ = head.header("content-length");
@@ -25,7 +24,6 @@ fuzz_target!(|input: &[u8]| {
         Ok(None) => assert!(data.len() < MAX_HEAD),
         Err(e) => {
             assert!(!e.to_string().is_empty());
-            assert!(e.exit_code() > 0);
         }
     }
     // The first byte picks where the bytes are cut, as a read might cut them.

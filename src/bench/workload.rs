@@ -6,6 +6,7 @@
 use thiserror::Error;
 
 use crate::cli::{BenchArgs, Workload};
+use crate::serve::protocol::Template;
 
 /// Longest request line a template may produce, in bytes; a sanity bound, since
 /// each connection keeps its expected replies in memory.
@@ -95,10 +96,8 @@ pub struct Spec {
     pub greeting: Vec<u8>,
     /// The request line.
     pub message: Message,
-    /// Reply bytes before the line (`Hello, `).
-    pub reply_prefix: Vec<u8>,
-    /// Reply bytes after the line, newline included (`!\n`).
-    pub reply_suffix: Vec<u8>,
+    /// The reply template, the same type `tcpkit serve` renders with.
+    pub reply: Template,
     /// The quit line with its newline (`exit\n`).
     pub quit: Vec<u8>,
 }
@@ -114,15 +113,12 @@ impl Spec {
         check("--reply", reply)?;
         check("--greeting", greeting)?;
         check("--quit", &args.quit)?;
-        // Only the first `{}` is the line, as in `tcpkit serve --reply`.
-        let (prefix, suffix) = reply.split_once("{}").unwrap_or((reply, ""));
         let line = |s: &str| if s.is_empty() { Vec::new() } else { format!("{s}\n").into_bytes() };
         Ok(Spec {
             kind,
             greeting: line(greeting),
             message: Message::parse(&args.message)?,
-            reply_prefix: prefix.as_bytes().to_vec(),
-            reply_suffix: format!("{suffix}\n").into_bytes(),
+            reply: Template::new(reply),
             quit: format!("{}\n", args.quit).into_bytes(),
         })
     }
@@ -139,9 +135,7 @@ impl Spec {
 
     /// Append the reply expected for `line` to `out`.
     pub fn reply(&self, line: &[u8], out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.reply_prefix);
-        out.extend_from_slice(line);
-        out.extend_from_slice(&self.reply_suffix);
+        self.reply.render(line, out);
     }
 }
 
@@ -209,6 +203,9 @@ mod tests {
         assert_eq!(s.greeting, b"hi there\n");
         assert_eq!(exchange(&s, 1, 2), (b"212\n".to_vec(), b"<212> ok\n".to_vec()));
         assert_eq!(s.quit, b"bye\n");
+        // Every `{}` is the line, and a template without one ignores it, as in serve.
+        assert_eq!(exchange(&spec(&["--reply", "pong"]).unwrap(), 0, 1).1, b"pong\n");
+        assert_eq!(exchange(&spec(&["--reply", "<{}>|{}", "-m", "a"]).unwrap(), 0, 1).1, b"<a>|a\n");
         // An empty greeting means none, even for hello.
         assert!(spec(&["--greeting", ""]).unwrap().greeting.is_empty());
     }

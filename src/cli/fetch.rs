@@ -1,10 +1,25 @@
-//! Flags of `tcpkit fetch` (curl's names and meanings where they overlap).
+//! `tcpkit fetch` on the command line: its flags (curl's names and meanings where they
+//! overlap), the [`Config`] they make, the one function from a [`FetchError`] to curl's
+//! exit code, and the process's output around a transfer: `--timing`, `-w`, the
+//! final error and the `.part` hint.
 //!
-//! Not for: checking combinations beyond what clap expresses; `fetch::run`
-//! validates the rest (a header without a colon, `-C -` without a file).
+//! Not for: fetching (the library's [`fetch::Client`] does, knowing no flag).
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use clap::Args;
+
+use crate::Failure;
+use crate::fetch::config::{
+    DEFAULT_BUFFER_SIZE, DEFAULT_MAX_HEAD, DEFAULT_MAX_INTERIM, DEFAULT_MAX_REDIRS, MIN_MAX_HEAD,
+};
+use crate::fetch::decode::DecodeError;
+use crate::fetch::http1::Http1Error;
+use crate::fetch::policy::{self, HeaderEdit};
+use crate::fetch::{self, Body, Config, FetchError, output_name, timing, writeout};
+use crate::net::ConnectError;
+use crate::net::connect::Family;
+use crate::net::tls::ClientOptions;
 
 /// Fetch a URL over HTTP/1.1 or HTTPS.
 ///
@@ -63,7 +78,7 @@ pub struct FetchArgs {
     pub location: bool,
 
     /// With -L: give up after N redirects (exit 47).
-    #[arg(long = "max-redirs", value_name = "N", default_value_t = 50)]
+    #[arg(long = "max-redirs", value_name = "N", default_value_t = DEFAULT_MAX_REDIRS)]
     pub max_redirs: u32,
 
     /// Use IPv4 addresses only.
@@ -78,7 +93,8 @@ pub struct FetchArgs {
     #[arg(long = "connect-timeout", value_name = "SECS", default_value = "300", value_parser = super::duration::parse_duration)]
     pub connect_timeout: std::time::Duration,
 
-    /// Give up the whole transfer, redirects included, after SECS (exit 28).
+    /// Give up the whole transfer, redirects included, decoding too, after SECS
+    /// (exit 28; 0 = no limit).
     #[arg(short = 'm', long = "max-time", value_name = "SECS", value_parser = super::duration::parse_duration)]
     pub max_time: Option<std::time::Duration>,
 
@@ -95,13 +111,23 @@ pub struct FetchArgs {
     pub compressed: bool,
 
     /// Largest response head accepted, in bytes (exit 8 above it).
-    #[arg(long = "max-head", value_name = "BYTES", default_value_t = 256 * 1024)]
+    #[arg(long = "max-head", value_name = "BYTES", default_value_t = DEFAULT_MAX_HEAD)]
     pub max_head: usize,
 
     /// Socket read buffer, in bytes (bounds memory; the body streams through it).
-    #[arg(long = "buffer-size", value_name = "BYTES", default_value_t = 256 * 1024,
+    #[arg(long = "buffer-size", value_name = "BYTES", default_value_t = DEFAULT_BUFFER_SIZE as u32,
           value_parser = clap::value_parser!(u32).range(4096..=64 * 1024 * 1024))]
     pub buffer_size: u32,
+
+    /// Most interim (1xx) responses accepted before the final one (exit 8 past it);
+    /// all the heads of one response also share --max-head.
+    #[arg(long = "max-interim", value_name = "N", default_value_t = DEFAULT_MAX_INTERIM)]
+    pub max_interim: u32,
+
+    /// Over HTTPS, accept a body delimited by the connection's close even when the
+    /// server closed without TLS close_notify (by default that is a truncation, exit 18).
+    #[arg(long = "ignore-missing-close-notify")]
+    pub ignore_missing_close_notify: bool,
 
     /// Copy plain HTTP bodies to the file with ordinary reads and writes instead
     /// of splice(2).
@@ -139,9 +165,194 @@ pub struct FetchArgs {
     pub timing: bool,
 }
 
+impl FetchArgs {
+    /// The transfer these flags ask for; contradictions are usage errors (exit 2).
+    pub fn config(&self) -> Result<Config, FetchError> {
+        let url = policy::parse_url(&self.url)?;
+        let body = self.body()?;
+        if self.head && body.is_some() {
+            return Err(FetchError::Usage("-I sends HEAD, which carries no body: drop -d".into()));
+        }
+        let method = match (&self.request, self.head, &body) {
+            (Some(m), _, _) => m.clone(),
+            (None, true, _) => "HEAD".into(),
+            (None, false, Some(_)) => "POST".into(),
+            (None, false, None) => "GET".into(),
+        };
+        let edits = self
+            .header
+            .iter()
+            .map(|h| policy::parse_header_edit(h))
+            .collect::<Result<Vec<HeaderEdit>, _>>()?;
+        let output = match (&self.output, self.remote_name) {
+            (Some(path), _) => Some(path.clone()),
+            (None, true) => Some(PathBuf::from(output_name::output_name_from_url(&url))),
+            (None, false) => None,
+        };
+        let resume = match self.continue_at.as_deref() {
+            None => false,
+            Some("-") if output.is_none() => {
+                return Err(FetchError::Usage("-C - resumes a file: give -o FILE or -O".into()));
+            }
+            Some("-") if self.include || self.head => {
+                return Err(FetchError::Usage("-C - needs the exact body in the file: drop -i / -I".into()));
+            }
+            // A range of an encoded body cannot be appended to decoded bytes.
+            Some("-") if self.compressed => {
+                return Err(FetchError::Usage("-C - needs the body as sent: drop --compressed".into()));
+            }
+            Some("-") => true,
+            Some(other) => return Err(FetchError::Usage(format!("-C {other}: only `-C -` is supported"))),
+        };
+        let mut cfg = Config::new(url);
+        cfg.method = method;
+        cfg.form = !self.data.is_empty();
+        cfg.body = body;
+        cfg.edits = edits;
+        cfg.resume = resume;
+        cfg.include = self.include || self.head;
+        cfg.follow = self.location;
+        cfg.max_redirs = self.max_redirs;
+        cfg.family = match (self.ipv4, self.ipv6) {
+            (true, _) => Family::V4,
+            (_, true) => Family::V6,
+            _ => Family::Any,
+        };
+        cfg.connect_timeout = self.connect_timeout;
+        // `-m 0` is no limit, as in curl.
+        cfg.max_time = self.max_time.filter(|d| !d.is_zero());
+        cfg.max_interim = self.max_interim;
+        cfg.ignore_missing_close_notify = self.ignore_missing_close_notify;
+        cfg.tls = ClientOptions { cacert: self.cacert.clone(), insecure: self.insecure };
+        cfg.compressed = self.compressed;
+        cfg.max_head = self.max_head.max(MIN_MAX_HEAD);
+        cfg.buffer_size = self.buffer_size as usize;
+        cfg.splice = !self.no_splice;
+        cfg.dump = self.dump_header.clone();
+        cfg.verbose = self.verbose;
+        cfg.progress = !self.silent && output.is_some() && std::io::stderr().is_terminal();
+        cfg.output = output;
+        cfg.fail = self.fail;
+        Ok(cfg)
+    }
+
+    /// The body of `-d` / `--data-binary`: literal, or `@FILE` (newlines stripped for
+    /// `-d`, which curl also reads into memory: form data is small; `--data-binary
+    /// @FILE` is streamed).
+    fn body(&self) -> Result<Option<Body>, FetchError> {
+        if let Some(spec) = &self.data_binary {
+            return Ok(Some(match spec.strip_prefix('@') {
+                Some(path) => Body::file(path.into())?,
+                None => Body::Bytes(spec.as_bytes().to_vec()),
+            }));
+        }
+        if self.data.is_empty() {
+            return Ok(None);
+        }
+        let mut body = Vec::new();
+        for (i, spec) in self.data.iter().enumerate() {
+            if i > 0 {
+                body.push(b'&');
+            }
+            match spec.strip_prefix('@') {
+                Some(path) => {
+                    let mut part = std::fs::read(path)
+                        .map_err(|source| FetchError::ReadFile { path: path.into(), source })?;
+                    part.retain(|&b| b != b'\r' && b != b'\n');
+                    body.extend_from_slice(&part);
+                }
+                None => body.extend_from_slice(spec.as_bytes()),
+            }
+        }
+        Ok(Some(Body::Bytes(body)))
+    }
+
+    /// Run `tcpkit fetch`: the transfer, then `--timing`, `-w`, and the final error with
+    /// its exit code.
+    pub fn run(self) -> Result<(), Failure> {
+        let show_errors = !self.silent || self.show_error;
+        let failure = |e: &FetchError, hint: String| {
+            let code = exit_code(e);
+            if show_errors { Failure::new(code, format!("{e}{hint}")) } else { Failure::silent(code) }
+        };
+        let cfg = self.config().map_err(|e| failure(&e, String::new()))?;
+        let outcome = fetch::Client::new(cfg.clone()).run();
+        let hint = match &outcome.partial {
+            // Decoded bytes cannot be resumed: `-C -` refuses --compressed.
+            Some((part, len)) if cfg.compressed => {
+                format!("; {} holds {len} bytes of the decoded body", part.display())
+            }
+            Some((part, len)) => {
+                format!("; {} holds {len} bytes: run again with `-C -` to resume", part.display())
+            }
+            None => String::new(),
+        };
+        if self.timing {
+            to_stderr(&timing::render(&outcome.metrics.hops));
+        }
+        if let Some(format) = &self.write_out {
+            let mut vars = outcome.metrics.write_out_vars(&cfg, &outcome.result);
+            vars.exitcode = outcome.result.as_ref().err().map_or(0, exit_code);
+            let (text, warnings) = writeout::render_with_warnings(format, &vars);
+            for w in warnings.iter().filter(|_| show_errors) {
+                to_stderr(&format!("tcpkit: warning: {w}\n"));
+            }
+            // A closed stdout is reported by the transfer itself; -w adds nothing to it.
+            let _ = std::io::stdout().write_all(text.as_bytes());
+            let _ = std::io::stdout().flush();
+        }
+        outcome.result.map_err(|e| failure(&e, hint))
+    }
+}
+
+/// Best-effort diagnostics: a closed or full stderr loses them, never the exit code.
+fn to_stderr(text: &str) {
+    let _ = std::io::stderr().write_all(text.as_bytes());
+}
+
+/// The process exit code for `err`: curl's number where the meaning is the same. The
+/// one place fetch's exit codes are chosen; the README's table lists each.
+pub fn exit_code(err: &FetchError) -> u8 {
+    match err {
+        FetchError::Scheme(_) => 1,
+        FetchError::Usage(_) | FetchError::Runtime(_) => 2,
+        FetchError::Url { .. } => 3,
+        FetchError::Connect(ConnectError::Resolve { .. } | ConnectError::NoAddress { .. }) => 6,
+        FetchError::Connect(ConnectError::TimedOut { .. }) => 28,
+        FetchError::Connect(_) => 7,
+        FetchError::WeirdReply(_) => 8,
+        FetchError::Http(e) => match e {
+            Http1Error::Truncated { .. } => 18,
+            Http1Error::HeadTooLarge { .. }
+            | Http1Error::InvalidHead { .. }
+            | Http1Error::InvalidContentLength { .. }
+            | Http1Error::ConflictingContentLength { .. } => 8,
+            Http1Error::UnsupportedTransferEncoding { .. } => 61,
+            Http1Error::InvalidRequest { .. } => 2,
+            Http1Error::BadChunkSize { .. }
+            | Http1Error::ChunkSizeOverflow { .. }
+            | Http1Error::BadChunk { .. } => 56,
+        },
+        FetchError::HttpStatus { .. } => 22,
+        FetchError::Write { .. } | FetchError::Decode(DecodeError::Write(_)) => 23,
+        FetchError::ReadFile { .. } => 26,
+        FetchError::Timeout { .. } => 28,
+        FetchError::Range(_) => 33,
+        FetchError::Handshake { .. } => 35,
+        FetchError::TooManyRedirects(_) => 47,
+        FetchError::EmptyReply => 52,
+        FetchError::Send(_) => 55,
+        FetchError::Recv { .. } => 56,
+        FetchError::Certificate { .. } => 60,
+        FetchError::Decode(_) => 61,
+        FetchError::TlsConfig(_) => 77,
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use crate::cli::{Cli, Command, FetchArgs};
+    use super::*;
+    use crate::cli::{Cli, Command};
     use clap::Parser;
 
     fn parse(args: &[&str]) -> Result<FetchArgs, clap::Error> {
@@ -237,5 +448,118 @@ mod tests {
         assert!(parse(&["-d", "x", "--data-binary", "y", "u"]).is_err());
         assert!(parse(&["--buffer-size", "10", "u"]).is_err());
         assert!(parse(&[]).is_err());
+    }
+
+    fn config(args: &[&str]) -> Result<Config, FetchError> {
+        parse(args).unwrap().config()
+    }
+
+    #[test]
+    fn method_follows_curl_defaults() {
+        assert_eq!(config(&["http://h/"]).unwrap().method, "GET");
+        assert_eq!(config(&["-I", "http://h/"]).unwrap().method, "HEAD");
+        assert_eq!(config(&["-d", "x", "http://h/"]).unwrap().method, "POST");
+        assert_eq!(config(&["-X", "PATCH", "-d", "x", "http://h/"]).unwrap().method, "PATCH");
+        assert!(config(&["-I", "http://h/"]).unwrap().include);
+    }
+
+    #[test]
+    fn contradictions_are_usage_errors() {
+        for args in [
+            &["-I", "-d", "x", "http://h/"][..],
+            &["-C", "-", "http://h/"],
+            &["-C", "100", "-o", "f", "http://h/"],
+            &["-C", "-", "-i", "-o", "f", "http://h/"],
+            &["-C", "-", "--compressed", "-o", "f", "http://h/"],
+            &["-H", "bad header", "http://h/"],
+        ] {
+            let err = config(args).err().unwrap_or_else(|| panic!("{args:?} accepted"));
+            assert_eq!(exit_code(&err), 2, "{args:?}: {err}");
+        }
+        assert!(parse(&["-m=-1", "http://h/"]).is_err());
+    }
+
+    #[test]
+    fn max_time_zero_means_no_limit() {
+        assert_eq!(config(&["-m", "0", "http://h/"]).unwrap().max_time, None);
+        let c = config(&["-m", "1.5", "http://h/"]).unwrap();
+        assert_eq!(c.max_time, Some(std::time::Duration::from_millis(1500)));
+    }
+
+    #[test]
+    fn remote_name_comes_from_the_url() {
+        let c = config(&["-O", "http://h/a/b.tar.gz?x=1"]).unwrap();
+        assert_eq!(c.output, Some(std::path::PathBuf::from("b.tar.gz")));
+        let c = config(&["-d", "a", "-d", "@/nonexistent/x", "http://h/"]);
+        assert!(matches!(c, Err(FetchError::ReadFile { .. })));
+    }
+
+    #[test]
+    fn defaults_are_the_library_constants() {
+        let c = config(&["http://h/"]).unwrap();
+        let d = Config::new(c.url.clone());
+        assert_eq!(
+            (c.max_redirs, c.max_head, c.buffer_size, c.max_interim),
+            (d.max_redirs, d.max_head, d.buffer_size, d.max_interim)
+        );
+        assert_eq!(c.connect_timeout, crate::fetch::config::DEFAULT_CONNECT_TIMEOUT);
+    }
+
+    /// Every exit code the README's table documents, each from the error that makes it.
+    #[test]
+    fn exit_codes_are_the_readme_table() {
+        use std::io;
+        let io_err = || io::Error::other("x");
+        let addr = "127.0.0.1:1".parse().unwrap();
+        let http = |e: Http1Error| FetchError::Http(e);
+        let table: Vec<(u8, FetchError)> = vec![
+            (1, FetchError::Scheme("ftp".into())),
+            (2, FetchError::Usage("u".into())),
+            (2, http(Http1Error::InvalidRequest { reason: "r".into() })),
+            (3, FetchError::Url { url: "u".into(), reason: "r".into() }),
+            (6, FetchError::Connect(ConnectError::Resolve { host: "h".into(), source: io_err() })),
+            (7, FetchError::Connect(ConnectError::Refused { addr })),
+            (8, http(Http1Error::InvalidHead { offset: 0, reason: "r".into() })),
+            (8, http(Http1Error::HeadTooLarge { limit: 1 })),
+            (8, http(Http1Error::ConflictingContentLength { first: 1, second: 2 })),
+            (8, FetchError::WeirdReply("101".into())),
+            (18, http(Http1Error::Truncated { received: 1, expected: Some(2), detail: String::new() })),
+            (22, FetchError::HttpStatus { status: 404 }),
+            (23, FetchError::Write { what: "stdout".into(), source: io::ErrorKind::BrokenPipe.into() }),
+            (23, FetchError::Decode(DecodeError::Write(io_err()))),
+            (26, FetchError::ReadFile { path: "f".into(), source: io_err() }),
+            (28, FetchError::Timeout { ms: 1, received: 0 }),
+            (33, FetchError::Range("r".into())),
+            (35, FetchError::Handshake { host: "h".into(), reason: "r".into() }),
+            (47, FetchError::TooManyRedirects(50)),
+            (52, FetchError::EmptyReply),
+            (55, FetchError::Send(io_err())),
+            (56, FetchError::Recv { received: 0, source: io_err() }),
+            (56, http(Http1Error::BadChunkSize { offset: 0, byte: b'x' })),
+            (60, FetchError::Certificate { host: "h".into(), reason: "r".into() }),
+            (61, FetchError::Decode(DecodeError::Truncated { coding: "gzip" })),
+            (61, http(Http1Error::UnsupportedTransferEncoding { coding: "x".into() })),
+            (
+                77,
+                FetchError::TlsConfig(crate::net::tls::TlsError::CaFile {
+                    path: "ca.pem".into(),
+                    reason: "r".into(),
+                }),
+            ),
+        ];
+        for (code, err) in &table {
+            assert_eq!(exit_code(err), *code, "{err}");
+        }
+        // Every code of the README's fetch table appears above.
+        let readme = include_str!("../../README.md");
+        let section = &readme[readme.find("## tcpkit fetch").unwrap()..];
+        let section = &section[section.find("### Exit codes").unwrap()..];
+        let section = &section[..section[4..].find("\n## ").map_or(section.len(), |i| i + 4)];
+        for line in section.lines().filter(|l| l.starts_with("| ") && !l.starts_with("| code")) {
+            let Ok(code) = line[2..].split(' ').next().unwrap_or("").parse::<u8>() else { continue };
+            if code != 0 {
+                assert!(table.iter().any(|(c, _)| *c == code), "README code {code} has no error");
+            }
+        }
     }
 }

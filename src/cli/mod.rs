@@ -9,10 +9,11 @@ pub mod duration;
 mod fetch;
 mod serve;
 
+pub use crate::log::LogFormat;
 pub use bench::{BenchArgs, Sources, Workload};
 pub use connect::ConnectArgs;
 pub use fetch::FetchArgs;
-pub use serve::{LogFormat, ServeArgs};
+pub use serve::ServeArgs;
 
 use std::io::{IsTerminal, Write};
 

@@ -1,7 +1,9 @@
 //! Flags of `tcpkit serve`.
 use std::net::SocketAddr;
 
-use clap::{Args, ValueEnum};
+use clap::Args;
+
+pub use crate::log::LogFormat;
 
 /// Run the hello server.
 ///
@@ -68,15 +70,6 @@ pub struct ServeArgs {
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
-}
-
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// One human-readable line per event.
-    Text,
-    /// One JSON object per line, for machines.
-    Json,
 }
 
 #[cfg(test)]

@@ -10,10 +10,10 @@
 //! Memory per decoder: one [`OUT_BUF`] buffer per coding, plus the coding's own window:
 //! 32 KiB for gzip/deflate, at most 16 MiB for br (standard window, large-window brotli
 //! refused) and 8 MiB for zstd ([`ZSTD_WINDOW_LOG_MAX`], RFC 9659's limit for HTTP).
-use std::io::Write;
+use std::io::{BufRead, Read, Write};
 
 use brotli_decompressor::{BrotliDecompressStream, BrotliResult, BrotliState, StandardAlloc};
-use flate2::{Crc, Decompress, FlushDecompress, Status};
+use flate2::bufread::{DeflateDecoder, GzDecoder, ZlibDecoder};
 use zstd::stream::raw::{DParameter, InBuffer, Operation, OutBuffer};
 
 /// Most codings accepted in one Content-Encoding (curl's limit too): more is refused
@@ -64,16 +64,6 @@ pub enum DecodeError {
     Write(#[source] std::io::Error),
 }
 
-impl DecodeError {
-    /// 23 (CURLE_WRITE_ERROR) when the sink failed, else 61 (CURLE_BAD_CONTENT_ENCODING).
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            DecodeError::Write(_) => 23,
-            _ => 61,
-        }
-    }
-}
-
 /// Where a stage hands its output: the next stage, or the sink.
 type Emit<'e> = dyn FnMut(&[u8]) -> Result<(), DecodeError> + 'e;
 
@@ -108,6 +98,13 @@ impl ContentDecoder {
         }
         let stages = codings.iter().rev().map(|c| Stage::for_coding(c)).collect::<Result<_, _>>()?;
         Ok(ContentDecoder { stages, failed: false })
+    }
+
+    /// A decoder for a response's Content-Encoding header lines: several lines are one
+    /// list (RFC 9110 §5.3), so `deflate` then `gzip` on two lines is `deflate, gzip`.
+    pub fn from_header_lines<'v>(lines: impl IntoIterator<Item = &'v [u8]>) -> Result<Self, DecodeError> {
+        let joined: Vec<u8> = lines.into_iter().collect::<Vec<_>>().join(&b","[..]);
+        ContentDecoder::new(Some(&joined))
     }
 
     /// Whether bytes pass through unchanged (no coding, or only `identity`): the caller
@@ -166,8 +163,8 @@ struct Stage {
 }
 
 enum Coding {
-    Gzip(Box<Gzip>),
-    Deflate(Box<Deflate>),
+    /// gzip or deflate.
+    Flate(Box<Flate>),
     /// The decoder, and whether the stream reached its end.
     Brotli(Box<BrotliState<StandardAlloc, StandardAlloc, StandardAlloc>>, bool),
     /// The decoder, and whether the last frame ended and was flushed.
@@ -178,8 +175,8 @@ impl Stage {
     fn for_coding(name: &[u8]) -> Result<Stage, DecodeError> {
         let lower = name.to_ascii_lowercase();
         let coding = match lower.as_slice() {
-            b"gzip" | b"x-gzip" => Coding::Gzip(Box::default()),
-            b"deflate" => Coding::Deflate(Box::default()),
+            b"gzip" | b"x-gzip" => Coding::Flate(Box::new(Flate::Gzip(GzDecoder::new(Feed::default())))),
+            b"deflate" => Coding::Flate(Box::new(Flate::Sniffing(Vec::with_capacity(1)))),
             b"br" => {
                 let a = StandardAlloc::default;
                 // Strict: RFC 7932 windows only (16 MiB), not large-window brotli (1 GiB).
@@ -198,9 +195,8 @@ impl Stage {
     }
 
     fn name(&self) -> &'static str {
-        match self.coding {
-            Coding::Gzip(_) => "gzip",
-            Coding::Deflate(_) => "deflate",
+        match &self.coding {
+            Coding::Flate(f) => f.coding(),
             Coding::Brotli(..) => "br",
             Coding::Zstd(..) => "zstd",
         }
@@ -213,8 +209,7 @@ impl Stage {
         self.started = true;
         let buf = &mut self.buf[..];
         match &mut self.coding {
-            Coding::Gzip(g) => g.push(input, buf, emit),
-            Coding::Deflate(d) => d.push(input, buf, emit),
+            Coding::Flate(f) => f.push(input, buf, emit),
             Coding::Brotli(state, done) => brotli_push(state, done, input, buf, emit),
             Coding::Zstd(d, frame_done) => zstd_push(d, frame_done, input, buf, emit),
         }
@@ -222,8 +217,8 @@ impl Stage {
 
     fn finish(&mut self, emit: &mut Emit<'_>) -> Result<(), DecodeError> {
         let complete = match &mut self.coding {
-            Coding::Gzip(g) => g.phase == GzPhase::Done,
-            Coding::Deflate(d) => d.done,
+            Coding::Flate(f) if self.started => f.finish(&mut self.buf, emit)?,
+            Coding::Flate(_) => true,
             Coding::Brotli(_, done) => *done,
             Coding::Zstd(d, frame_done) => {
                 // Output may still sit inside zstd when the last push filled the buffer.
@@ -235,228 +230,152 @@ impl Stage {
     }
 }
 
-/// Run raw deflate (or zlib) over `input`, handing output to `emit`; returns the input
-/// bytes used and whether the stream ended. Output is drained whenever the buffer fills,
-/// so one call never holds more than `buf`.
-fn inflate(
-    coding: &'static str,
-    d: &mut Decompress,
-    mut input: &[u8],
-    buf: &mut [u8],
-    emit: &mut dyn FnMut(&[u8]) -> Result<(), DecodeError>,
-) -> Result<(usize, bool), DecodeError> {
-    let start = input.len();
-    loop {
-        let (in0, out0) = (d.total_in(), d.total_out());
-        let status = d
-            .decompress(input, buf, FlushDecompress::None)
-            .map_err(|e| DecodeError::Corrupt { coding, detail: e.to_string() })?;
-        let used = (d.total_in() - in0) as usize;
-        let produced = (d.total_out() - out0) as usize;
-        input = &input[used..];
-        emit(&buf[..produced])?;
-        if status == Status::StreamEnd {
-            return Ok((start - input.len(), true));
-        }
-        if produced < buf.len() && (input.is_empty() || used == 0) {
-            // Everything usable was used; without progress more looping cannot help.
-            if !input.is_empty() {
-                return Err(DecodeError::Corrupt { coding, detail: "decoder stalled".into() });
-            }
-            return Ok((start, false));
-        }
+/// The input side of a flate2 `bufread` decoder: the bytes handed to the current
+/// [`Stage::push`] (at most [`OUT_BUF`] at a time, so its buffer stays that small).
+/// Empty and not at the end, it answers `WouldBlock`, which flate2's decoders pass up
+/// with their state intact: the decoder then resumes where it stopped at the next push.
+#[derive(Debug, Default)]
+struct Feed {
+    data: Vec<u8>,
+    pos: usize,
+    /// The body ended: an empty read is the end of the input, not "later".
+    eof: bool,
+}
+
+impl Feed {
+    fn set(&mut self, bytes: &[u8]) {
+        self.data.clear();
+        self.data.extend_from_slice(bytes);
+        self.pos = 0;
     }
 }
 
-/// `deflate`: a zlib stream as RFC 9110 says, or raw deflate as some servers send; told
-/// apart by the zlib header check on the first two bytes, as curl and browsers do.
-#[derive(Default)]
-struct Deflate {
-    inflater: Option<Decompress>,
-    /// The first byte, kept while the second is awaited.
-    first: Vec<u8>,
-    done: bool,
-}
-
-impl Deflate {
-    fn push(&mut self, input: &[u8], buf: &mut [u8], emit: &mut Emit<'_>) -> Result<(), DecodeError> {
-        if self.done {
-            return Ok(()); // Bytes after the end of the stream are ignored, as curl does.
-        }
-        let inflater = match &mut self.inflater {
-            Some(d) => d,
-            None => {
-                if self.first.is_empty() && input.len() == 1 {
-                    self.first.push(input[0]);
-                    return Ok(());
-                }
-                let (a, b) = match self.first.first() {
-                    Some(&a) => (a, input[0]),
-                    None => (input[0], input[1]),
-                };
-                let zlib = a & 0x0f == 8 && a >> 4 <= 7 && (u16::from(a) << 8 | u16::from(b)) % 31 == 0;
-                self.inflater.insert(Decompress::new(zlib))
-            }
+impl Read for Feed {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = {
+            let avail = self.fill_buf()?;
+            let n = avail.len().min(buf.len());
+            buf[..n].copy_from_slice(&avail[..n]);
+            n
         };
-        let mut emit_all = |chunk: &[u8]| if chunk.is_empty() { Ok(()) } else { emit(chunk) };
-        if !self.first.is_empty() {
-            let first = std::mem::take(&mut self.first);
-            if inflate("deflate", inflater, &first, buf, &mut emit_all)?.1 {
-                self.done = true;
-                return Ok(());
-            }
-        }
-        self.done = inflate("deflate", inflater, input, buf, &mut emit_all)?.1;
-        Ok(())
+        self.consume(n);
+        Ok(n)
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum GzPhase {
-    Header,
-    ExtraLen,
-    Extra(u16),
-    Name,
-    Comment,
-    HeaderCrc,
-    Body,
-    Trailer,
+impl BufRead for Feed {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        if self.pos < self.data.len() {
+            Ok(&self.data[self.pos..])
+        } else if self.eof {
+            Ok(&[])
+        } else {
+            Err(std::io::ErrorKind::WouldBlock.into())
+        }
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.pos = (self.pos + n).min(self.data.len());
+    }
+}
+
+/// gzip or deflate, each decoded by flate2's own streaming decoder.
+enum Flate {
+    /// `deflate` before its first two bytes (at most one held): zlib or raw is not
+    /// known yet.
+    Sniffing(Vec<u8>),
+    /// `gzip` (RFC 1952): one member, CRC-32 and length checked; bytes after it ignored.
+    Gzip(GzDecoder<Feed>),
+    /// `deflate` as RFC 9110 says: zlib-wrapped.
+    Zlib(ZlibDecoder<Feed>),
+    /// `deflate` as some servers send it: raw.
+    Raw(DeflateDecoder<Feed>),
+    /// The stream reached its end marker; later bytes are ignored, as curl does.
     Done,
 }
 
-const FHCRC: u8 = 0x02;
-const FEXTRA: u8 = 0x04;
-const FNAME: u8 = 0x08;
-const FCOMMENT: u8 = 0x10;
+impl Flate {
+    fn coding(&self) -> &'static str {
+        if matches!(self, Flate::Gzip(_)) { "gzip" } else { "deflate" }
+    }
 
-/// `gzip` (RFC 1952): header, raw deflate, CRC-32 and length, parsed as a state machine
-/// so that the header's fields may arrive split anywhere. One member; bytes after it are
-/// ignored, as curl does.
-struct Gzip {
-    phase: GzPhase,
-    /// A fixed-size field being collected (at most the 10-byte header).
-    field: Vec<u8>,
-    flags: u8,
-    inflater: Decompress,
-    crc: Crc,
-}
-
-impl Default for Gzip {
-    fn default() -> Self {
-        Gzip {
-            phase: GzPhase::Header,
-            field: Vec::with_capacity(10),
-            flags: 0,
-            inflater: Decompress::new(false),
-            crc: Crc::new(),
+    fn reader(&mut self) -> Option<&mut dyn Read> {
+        match self {
+            Flate::Gzip(d) => Some(d),
+            Flate::Zlib(d) => Some(d),
+            Flate::Raw(d) => Some(d),
+            Flate::Sniffing(_) | Flate::Done => None,
         }
     }
-}
 
-impl Gzip {
-    /// The phase after `from`, skipping optional header fields the flags do not announce.
-    fn next_phase(&self, from: GzPhase) -> GzPhase {
-        let order = [
-            (GzPhase::ExtraLen, FEXTRA),
-            (GzPhase::Name, FNAME),
-            (GzPhase::Comment, FCOMMENT),
-            (GzPhase::HeaderCrc, FHCRC),
-        ];
-        let after = match from {
-            GzPhase::Header => 0,
-            GzPhase::ExtraLen | GzPhase::Extra(_) => 1,
-            GzPhase::Name => 2,
-            GzPhase::Comment => 3,
-            _ => 4,
-        };
-        order[after..].iter().find(|(_, flag)| self.flags & flag != 0).map_or(GzPhase::Body, |&(p, _)| p)
-    }
-
-    /// Collect bytes of a `len`-byte field from `input`; the field when complete.
-    fn collect(&mut self, len: usize, input: &mut &[u8]) -> Option<Vec<u8>> {
-        let take = (len - self.field.len()).min(input.len());
-        self.field.extend_from_slice(&input[..take]);
-        *input = &input[take..];
-        (self.field.len() == len).then(|| std::mem::take(&mut self.field))
+    fn feed(&mut self) -> Option<&mut Feed> {
+        match self {
+            Flate::Gzip(d) => Some(d.get_mut()),
+            Flate::Zlib(d) => Some(d.get_mut()),
+            Flate::Raw(d) => Some(d.get_mut()),
+            Flate::Sniffing(_) | Flate::Done => None,
+        }
     }
 
     fn push(&mut self, mut input: &[u8], buf: &mut [u8], emit: &mut Emit<'_>) -> Result<(), DecodeError> {
-        let corrupt = |detail: &str| Err(DecodeError::Corrupt { coding: "gzip", detail: detail.to_string() });
+        if let Flate::Sniffing(held) = self {
+            // zlib or raw is told apart by the zlib header check on the first two bytes,
+            // as curl and browsers do.
+            if held.len() + input.len() < 2 {
+                held.extend_from_slice(input);
+                return Ok(());
+            }
+            let held = std::mem::take(held);
+            let (a, b) = match held.first() {
+                Some(&a) => (a, input[0]),
+                None => (input[0], input[1]),
+            };
+            let zlib = a & 0x0f == 8 && a >> 4 <= 7 && (u16::from(a) << 8 | u16::from(b)) % 31 == 0;
+            *self = if zlib {
+                Flate::Zlib(ZlibDecoder::new(Feed::default()))
+            } else {
+                Flate::Raw(DeflateDecoder::new(Feed::default()))
+            };
+            self.push(&held, buf, emit)?;
+        }
         while !input.is_empty() {
-            match self.phase {
-                GzPhase::Header => {
-                    if let Some(h) = self.collect(10, &mut input) {
-                        if h[0..2] != [0x1f, 0x8b] {
-                            return corrupt("not a gzip stream (bad magic bytes)");
-                        }
-                        if h[2] != 8 {
-                            return corrupt(&format!("unknown compression method {}", h[2]));
-                        }
-                        if h[3] & 0xe0 != 0 {
-                            return corrupt("reserved header flags set");
-                        }
-                        self.flags = h[3];
-                        self.phase = self.next_phase(GzPhase::Header);
-                    }
+            let Some(feed) = self.feed() else { return Ok(()) };
+            let take = input.len().min(OUT_BUF);
+            feed.set(&input[..take]);
+            input = &input[take..];
+            self.drain(buf, emit)?;
+        }
+        Ok(())
+    }
+
+    /// Read decoded bytes until the decoder wants more input or its stream ended.
+    fn drain(&mut self, buf: &mut [u8], emit: &mut Emit<'_>) -> Result<(), DecodeError> {
+        let coding = self.coding();
+        while let Some(reader) = self.reader() {
+            match reader.read(buf) {
+                Ok(0) => *self = Flate::Done,
+                Ok(n) => emit(&buf[..n])?,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    return Err(DecodeError::Truncated { coding });
                 }
-                GzPhase::ExtraLen => {
-                    if let Some(n) = self.collect(2, &mut input) {
-                        self.phase = GzPhase::Extra(u16::from_le_bytes([n[0], n[1]]));
-                    }
-                }
-                GzPhase::Extra(left) => {
-                    let skip = usize::from(left).min(input.len());
-                    input = &input[skip..];
-                    let left = left - skip as u16;
-                    self.phase = if left == 0 { self.next_phase(self.phase) } else { GzPhase::Extra(left) };
-                }
-                GzPhase::Name | GzPhase::Comment => match input.iter().position(|&b| b == 0) {
-                    Some(end) => {
-                        input = &input[end + 1..];
-                        self.phase = self.next_phase(self.phase);
-                    }
-                    None => input = &[],
-                },
-                GzPhase::HeaderCrc => {
-                    if self.collect(2, &mut input).is_some() {
-                        self.phase = GzPhase::Body;
-                    }
-                }
-                GzPhase::Body => {
-                    let crc = &mut self.crc;
-                    let mut emit_crc = |chunk: &[u8]| {
-                        crc.update(chunk);
-                        if chunk.is_empty() { Ok(()) } else { emit(chunk) }
-                    };
-                    let (used, end) = inflate("gzip", &mut self.inflater, input, buf, &mut emit_crc)?;
-                    input = &input[used..];
-                    if end {
-                        self.phase = GzPhase::Trailer;
-                    }
-                }
-                GzPhase::Trailer => {
-                    if let Some(t) = self.collect(8, &mut input) {
-                        let crc = u32::from_le_bytes([t[0], t[1], t[2], t[3]]);
-                        let size = u32::from_le_bytes([t[4], t[5], t[6], t[7]]);
-                        if crc != self.crc.sum() {
-                            return corrupt(&format!(
-                                "crc32 {:08x} expected, {crc:08x} found",
-                                self.crc.sum()
-                            ));
-                        }
-                        if size != self.crc.amount() {
-                            return corrupt(&format!(
-                                "length {} mod 2^32 expected, {size} found",
-                                self.crc.amount()
-                            ));
-                        }
-                        self.phase = GzPhase::Done;
-                    }
-                }
-                GzPhase::Done => return Ok(()),
+                Err(e) => return Err(DecodeError::Corrupt { coding, detail: e.to_string() }),
             }
         }
         Ok(())
+    }
+
+    fn finish(&mut self, buf: &mut [u8], emit: &mut Emit<'_>) -> Result<bool, DecodeError> {
+        if let Flate::Sniffing(held) = self {
+            return Ok(held.is_empty());
+        }
+        if let Some(feed) = self.feed() {
+            feed.set(&[]);
+            feed.eof = true;
+        }
+        self.drain(buf, emit)?;
+        Ok(matches!(self, Flate::Done))
     }
 }
 
@@ -610,6 +529,96 @@ mod tests {
         }
     }
 
+    /// `len` bytes of pseudo-English: words drawn from a small vocabulary by a fixed
+    /// generator, with punctuation and line breaks, so it compresses as text does (about
+    /// 3:1), unlike one repeated byte, and inflate must copy from all over its window.
+    pub(crate) fn prose(len: usize) -> Vec<u8> {
+        const WORDS: [&str; 32] = [
+            "the",
+            "of",
+            "and",
+            "socket",
+            "to",
+            "in",
+            "a",
+            "server",
+            "is",
+            "that",
+            "for",
+            "client",
+            "connection",
+            "with",
+            "as",
+            "buffer",
+            "on",
+            "be",
+            "request",
+            "by",
+            "this",
+            "response",
+            "header",
+            "from",
+            "body",
+            "at",
+            "chunk",
+            "or",
+            "stream",
+            "an",
+            "window",
+            "byte",
+        ];
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut out = Vec::with_capacity(len + 16);
+        while out.len() < len {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            out.extend_from_slice(WORDS[(seed % 32) as usize].as_bytes());
+            out.extend_from_slice(match (seed >> 8) % 16 {
+                0 => b". ",
+                1 => b", ",
+                2 => b".\n",
+                _ => b" ",
+            });
+        }
+        out.truncate(len);
+        out
+    }
+
+    fn brotli(data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let params = ::brotli::enc::BrotliEncoderParams { quality: 5, ..Default::default() };
+        ::brotli::BrotliCompress(&mut &data[..], &mut out, &params).unwrap();
+        out
+    }
+
+    /// The bug behind "decoder stalled": inflate may use no input while it flushes its
+    /// window into a short output; multi-MiB text in every coding must decode, whole,
+    /// in pieces of odd sizes, and one piece per read-buffer-sized slice.
+    #[test]
+    fn megabytes_of_text_decode_in_every_coding_whole_and_split_at_odd_sizes() {
+        let text = prose(2 << 20);
+        let cases: [(&str, Vec<u8>); 6] = [
+            ("gzip", gzip(&text)),
+            ("deflate", zlib(&text)),
+            ("deflate", raw_deflate(&text)),
+            ("br", brotli(&text)),
+            ("zstd", zstd(&text)),
+            ("gzip, br", brotli(&gzip(&text))),
+        ];
+        for (ce, body) in cases {
+            assert!(body.len() < text.len() / 2, "{ce}: text compresses: {}", body.len());
+            assert!(decode(ce, &[&body]).unwrap() == text, "{ce}: whole");
+            for size in [1usize, 7, 4093, 32 * 1024 + 1, 65_537, 262_144] {
+                if size == 1 && body.len() > 400_000 {
+                    continue; // One byte at a time is covered by the small cases.
+                }
+                let pieces: Vec<&[u8]> = body.chunks(size).collect();
+                assert!(decode(ce, &pieces).unwrap() == text, "{ce}: pieces of {size}");
+            }
+        }
+    }
+
     #[test]
     fn no_coding_or_identity_passes_bytes_through() {
         for ce in [None, Some(&b"identity"[..]), Some(b""), Some(b" Identity , ")] {
@@ -641,11 +650,23 @@ mod tests {
     }
 
     #[test]
+    fn several_content_encoding_lines_are_one_list_undone_in_reverse() {
+        let text = text();
+        let lines: [&[u8]; 2] = [b"deflate", b"gzip"];
+        let mut d = ContentDecoder::from_header_lines(lines).unwrap();
+        let mut out = Vec::new();
+        d.write(&gzip(&zlib(&text)), &mut out).unwrap();
+        d.finish(&mut out).unwrap();
+        assert_eq!(out, text);
+        let six = [&b"gzip, gzip"[..], b"gzip, gzip", b"gzip, gzip"];
+        assert!(matches!(ContentDecoder::from_header_lines(six), Err(DecodeError::TooMany { count: 6 })));
+    }
+
+    #[test]
     fn unknown_codings_and_too_many_are_refused_by_name() {
         for (ce, name) in [("compress", "compress"), ("gzip, x-foo", "x-foo"), ("Brotli", "Brotli")] {
             let err = ContentDecoder::new(Some(ce.as_bytes())).unwrap_err();
             assert_eq!(err.to_string(), format!("unsupported content-encoding: {name:?}"));
-            assert_eq!(err.exit_code(), 61);
         }
         let six = ["gzip"; MAX_ENCODINGS + 1].join(",");
         let err = ContentDecoder::new(Some(six.as_bytes())).unwrap_err();
@@ -665,11 +686,11 @@ mod tests {
         let mut bad_data = gzip(&text);
         bad_data[12] ^= 0xff;
         let cases: [(&str, Vec<u8>, &str); 9] = [
-            ("gzip", b"not gzip at all".to_vec(), "bad magic"),
-            ("gzip", bad_crc, "crc32"),
-            ("gzip", bad_size, "length"),
+            ("gzip", b"not gzip at all".to_vec(), "invalid gzip header"),
+            ("gzip", bad_crc, "checksum"),
+            ("gzip", bad_size, "checksum"),
             ("gzip", bad_data, ""),
-            ("gzip", [0x1f, 0x8b, 7, 0, 0, 0, 0, 0, 0, 0].to_vec(), "compression method 7"),
+            ("gzip", [0x1f, 0x8b, 7, 0, 0, 0, 0, 0, 0, 0].to_vec(), "invalid gzip header"),
             ("deflate", b"\x78\x9c\xff\xff\xff\xff garbage".to_vec(), ""),
             ("deflate", b"\xff\xff\xff\xff".to_vec(), ""),
             ("br", b"\xff\xff\xff\xff garbage".to_vec(), ""),
@@ -692,7 +713,6 @@ mod tests {
             assert!(first.is_err());
             assert!(matches!(d.write(b"more", &mut out), Err(DecodeError::AlreadyFailed)));
             assert!(matches!(d.finish(&mut out), Err(DecodeError::AlreadyFailed)));
-            assert_eq!(err.exit_code(), 61);
         }
     }
 
@@ -732,10 +752,13 @@ mod tests {
             .write(Vec::new(), Compression::default());
         e.write_all(b"with header fields").unwrap();
         let mut body = e.finish().unwrap();
-        // Add a header CRC (flag FHCRC and two bytes after the comment); it is not checked.
-        body[3] |= FHCRC;
+        // Add a header CRC (flag FHCRC and the low 16 bits of the header's CRC-32).
+        body[3] |= 0x02;
         let header_end = 10 + 2 + 11 + 9 + 10;
-        body.splice(header_end..header_end, [0xab, 0xcd]);
+        let mut crc = flate2::Crc::new();
+        crc.update(&body[..header_end]);
+        let crc16 = (crc.sum() as u16).to_le_bytes();
+        body.splice(header_end..header_end, crc16);
         assert_eq!(decode_split("gzip", &body).unwrap(), b"with header fields");
     }
 
@@ -789,7 +812,7 @@ mod tests {
     }
 
     #[test]
-    fn a_failing_sink_is_a_write_error_with_exit_23() {
+    fn a_failing_sink_is_a_write_error() {
         for ce in [None, Some(&b"gzip"[..])] {
             let mut d = ContentDecoder::new(ce).unwrap();
             let body = if ce.is_some() { gzip(b"data") } else { b"data".to_vec() };
@@ -798,7 +821,6 @@ mod tests {
                 matches!(&err, DecodeError::Write(e) if e.kind() == std::io::ErrorKind::BrokenPipe),
                 "{err}"
             );
-            assert_eq!(err.exit_code(), 23);
         }
     }
 

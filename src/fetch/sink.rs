@@ -31,7 +31,8 @@ pub struct Resume {
 
 /// Find the partial body for `dest`: `FILE.part` first, else `FILE`.
 pub fn find_resume(dest: &Path) -> io::Result<Resume> {
-    match std::fs::metadata(part_path(dest)) {
+    // The link itself, not its target: a planted FILE.part link is refused when opened.
+    match std::fs::symlink_metadata(part_path(dest)) {
         Ok(m) => return Ok(Resume { offset: m.len(), in_dest: false }),
         Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
         Err(_) => {}
@@ -42,6 +43,34 @@ pub fn find_resume(dest: &Path) -> io::Result<Resume> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Resume::default()),
         Err(e) => Err(e),
     }
+}
+
+/// Open `part` for writing without following a symlink (O_NOFOLLOW) and without
+/// truncating: a link, a non-regular file, a file with other hard links or another
+/// owner is not a partial download of ours, and is refused untouched.
+fn open_ours(part: &Path, create: bool) -> io::Result<File> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let file = OpenOptions::new()
+        .write(true)
+        .create(create)
+        .custom_flags(libc::O_NOFOLLOW)
+        .mode(0o666)
+        .open(part)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => io::Error::other(format!("{} is a symbolic link: refused", part.display())),
+            _ => e,
+        })?;
+    let meta = file.metadata()?;
+    let why = if !meta.is_file() {
+        "not a regular file"
+    } else if meta.nlink() > 1 {
+        "a file with other hard links"
+    } else if meta.uid() != rustix::process::geteuid().as_raw() {
+        "owned by another user"
+    } else {
+        return Ok(file);
+    };
+    Err(io::Error::other(format!("{} is {why}: refused", part.display())))
 }
 
 /// How a file sink starts.
@@ -89,13 +118,18 @@ impl Sink {
         }
         let part = part_path(dest);
         let file = match start {
-            Start::Fresh => File::create(&part)?,
+            Start::Fresh => {
+                let file = open_ours(&part, true)?;
+                // Only now, once it is known to be ours, is an old FILE.part emptied.
+                file.set_len(0)?;
+                file
+            }
             Start::Append(r) => {
                 if r.in_dest {
                     std::fs::rename(dest, &part)?;
                 }
                 // Not O_APPEND: splice(2) refuses such files. The position is set to the end.
-                let mut file = OpenOptions::new().write(true).open(&part)?;
+                let mut file = open_ours(&part, false)?;
                 // The Range was computed from this length; anything else would corrupt the body.
                 let len = file.seek(SeekFrom::End(0))?;
                 if len != r.offset {
@@ -237,6 +271,31 @@ mod tests {
         sink.write_all(b"12345").unwrap();
         assert_eq!(sink.abandon(), Some((part_path(&dest), 5)));
         assert!(!dest.exists());
+    }
+
+    #[test]
+    fn a_planted_part_symlink_or_hard_link_is_refused_and_its_target_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+        let dest = dir.path().join("f");
+        std::os::unix::fs::symlink(&victim, part_path(&dest)).unwrap();
+        for start in [Start::Fresh, Start::Append(Resume { offset: 8, in_dest: false })] {
+            let err = Sink::file(&dest, start).err().expect("a symlinked .part is refused");
+            assert!(err.to_string().contains("symbolic link"), "{err}");
+        }
+        std::fs::remove_file(part_path(&dest)).unwrap();
+        std::fs::hard_link(&victim, part_path(&dest)).unwrap();
+        let err = Sink::file(&dest, Start::Fresh).err().expect("a hard-linked .part is refused");
+        assert!(err.to_string().contains("hard links"), "{err}");
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        // A stale FILE.part of our own is emptied and reused.
+        std::fs::remove_file(part_path(&dest)).unwrap();
+        std::fs::write(part_path(&dest), b"stale bytes").unwrap();
+        let mut sink = Sink::file(&dest, Start::Fresh).unwrap();
+        sink.write_all(b"new").unwrap();
+        sink.finish().unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"new");
     }
 
     #[test]

@@ -30,6 +30,16 @@ pub enum Family {
 }
 
 impl Family {
+    /// The family chosen by the `-4` and `-6` flags (`-4` wins if both are set;
+    /// the command lines make them conflict).
+    pub fn from_flags(ipv4: bool, ipv6: bool) -> Family {
+        match (ipv4, ipv6) {
+            (true, _) => Family::V4,
+            (_, true) => Family::V6,
+            _ => Family::Any,
+        }
+    }
+
     fn admits(self, ip: &IpAddr) -> bool {
         match self {
             Family::Any => true,
@@ -237,6 +247,13 @@ mod tests {
 
     fn a(s: &str) -> SocketAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn family_from_flags() {
+        assert_eq!(Family::from_flags(false, false), Family::Any);
+        assert_eq!(Family::from_flags(true, false), Family::V4);
+        assert_eq!(Family::from_flags(false, true), Family::V6);
     }
 
     #[test]

@@ -5,9 +5,12 @@
 //! Not for: protocols. Nothing here reads or writes application bytes.
 
 pub mod connect;
+pub mod error;
 pub mod listen;
 pub mod sys;
 pub mod tls;
+pub mod trace;
 
 pub use connect::{ConnectError, ConnectOptions, Connected, Family, connect};
+pub use error::{IoClass, classify};
 pub use listen::{ListenError, bind_listener, raise_open_file_limit};

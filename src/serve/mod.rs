@@ -6,7 +6,8 @@
 //! that accepts on its own handle of every listener, so a connection lives on
 //! one thread from accept to close with no cross-thread wake-ups.
 //!
-//! Shutdown (SIGINT/SIGTERM): accepting stops at once; every connection answers
+//! Shutdown (SIGINT/SIGTERM): accepting stops at once, once the clients
+//! already in the accept queue are taken; every connection answers
 //! the lines that had reached the host, then closes; `--shutdown-timeout`
 //! bounds the whole of it. A second signal exits at once.
 //!
@@ -136,6 +137,8 @@ struct Shared {
     /// The connection limit.
     max_connections: usize,
     shutdown_timeout: Duration,
+    /// Accept-queue length: bounds how many queued clients shutdown accepts.
+    backlog: u32,
     totals: Totals,
 }
 
@@ -177,6 +180,7 @@ impl Server {
             active: AtomicUsize::new(0),
             max_connections,
             shutdown_timeout: config.shutdown_timeout,
+            backlog: config.backlog,
             totals: Totals::default(),
         });
         Ok(Server { listeners, shared, threads, open_file_limit })
@@ -334,7 +338,7 @@ async fn accept_loop(listener: TcpListener, ctx: AcceptCtx) {
     loop {
         let accepted = tokio::select! {
             biased;
-            () = ctx.shutdown.cancelled() => return,
+            () = ctx.shutdown.cancelled() => return drain_queue(&listener, &ctx),
             r = listener.accept() => r,
         };
         match accepted {
@@ -351,6 +355,31 @@ async fn accept_loop(listener: TcpListener, ctx: AcceptCtx) {
                 }
                 backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
             }
+        }
+    }
+}
+
+/// Shutdown: the clients already in the accept queue completed the handshake
+/// and their bytes were acknowledged by the host, so they are accepted and
+/// served under the same rules as the others (what had arrived is answered).
+/// Only what is queued now: no waiting for more, and at most `backlog` of them
+/// (the queue's length), since clients may keep arriving while this runs.
+fn drain_queue(listener: &TcpListener, ctx: &AcceptCtx) {
+    // A plain accept(2): tokio's own would first ask the reactor for
+    // readiness, which it may not have seen yet (the queue filled while the
+    // process was stopped, say), and answer "pending" with clients waiting.
+    let raw = socket2::SockRef::from(listener);
+    for _ in 0..ctx.shared.backlog {
+        let accepted = raw.accept().and_then(|(socket, peer)| {
+            socket.set_nonblocking(true)?;
+            let peer = peer.as_socket().ok_or(std::io::ErrorKind::InvalidData)?;
+            Ok((TcpStream::from_std(socket.into())?, peer))
+        });
+        match accepted {
+            Ok((stream, peer)) => admit(stream, peer, ctx),
+            Err(e) if is_per_connection(&e) => {}
+            // Empty (WouldBlock) or out of descriptors: nothing more can be taken now.
+            Err(_) => return,
         }
     }
 }

@@ -3,8 +3,10 @@
 //!
 //! Not for: framing (see `framing`) or I/O (see `conn`).
 
-/// A reply template split at each `{}`: literal parts between the places where
-/// the line goes. `Hello, {}!` is `["Hello, ", "!"]`; a template without `{}`
+/// The reply template (`--reply`), split at each `{}`: literal parts between
+/// the places where the line goes. The one implementation: `tcpkit serve`
+/// renders replies with it and `tcpkit bench` builds its expectations with it,
+/// so the two cannot disagree on what a template means. `Hello, {}!` is `["Hello, ", "!"]`; a template without `{}`
 /// is one literal part and ignores the line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Template {

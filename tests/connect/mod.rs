@@ -10,6 +10,9 @@ use std::time::Duration;
 
 use crate::util::{ServeProcess, tcpkit};
 
+#[cfg(feature = "interop")]
+mod interop;
+
 /// Bound on any one blocking step of a test: a broken client or server fails
 /// the test instead of hanging it. Never an assertion about speed.
 const LIMIT: Duration = Duration::from_secs(20);
@@ -629,4 +632,215 @@ fn echo_of_a_large_input_flows_both_ways_at_once_without_deadlock() {
     assert_eq!(out.code, Some(0), "stderr: {}", out.stderr);
     assert_eq!(server.join().unwrap(), SIZE);
     assert!(out.stdout == input, "echo differs: {} of {SIZE} bytes", out.stdout.len());
+}
+
+#[test]
+fn trace_file_records_the_4_tuple_both_directions_and_the_half_close() {
+    let (listener, port) = listen_v4();
+    let server = hello_server(listener);
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace.txt");
+    let out = run(&["--trace", trace.to_str().unwrap(), "127.0.0.1", &port], b"Tracy\n");
+    let (_, client) = server.join().unwrap();
+    assert_eq!(out.code, Some(0), "stderr: {}", out.stderr);
+    assert_eq!(out.stdout, b"Welcome!\nHello, Tracy!\n");
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], format!("== Info: Connected to 127.0.0.1:{port} from {client}"));
+    for want in [
+        "=> Send data, 6 bytes (0x6)\n0000: 54 72 61 63 79 0a                               Tracy.\n",
+        "== Info: sending side shut down (half-close)\n",
+        "== Info: peer closed its sending side (EOF)\n",
+        "== Info: Closed: 6 bytes sent, 23 bytes received\n",
+    ] {
+        assert!(text.contains(want), "no {want:?} in:\n{text}");
+    }
+    // What was received is in the trace, in order, however the reads split it.
+    let received: String = text
+        .split("<= Recv data")
+        .skip(1)
+        .flat_map(|block| block.lines().skip(1).take_while(|l| !l.starts_with("==") && !l.starts_with("=>")))
+        .map(|l| &l[6 + 48..])
+        .collect();
+    assert_eq!(received, "Welcome!.Hello, Tracy!.");
+}
+
+#[test]
+fn hex_dump_and_trace_time_stamp_every_chunk() {
+    let (listener, port) = listen_v4();
+    let server = hello_server(listener);
+    let dir = tempfile::tempdir().unwrap();
+    let dump = dir.path().join("dump.txt");
+    let out = run(&["--hex-dump", dump.to_str().unwrap(), "127.0.0.1", &port], b"exit\n");
+    server.join().unwrap();
+    assert_eq!(out.code, Some(0), "stderr: {}", out.stderr);
+    let text = std::fs::read_to_string(&dump).unwrap();
+    let headers: Vec<&str> = text.lines().filter(|l| l.starts_with("# ")).collect();
+    // "# HH:MM:SS.uuuuuu ..." on every header line.
+    assert!(headers.iter().all(|h| h.as_bytes()[4] == b':' && h.as_bytes()[10] == b'.'), "{text}");
+    assert!(text.contains(" sent 5 bytes\n0000   65 78 69 74 0a "), "{text}");
+    assert!(text.contains(" received 9 bytes\n0000   57 65 6c 63 6f 6d 65 21  0a "), "{text}");
+
+    let (listener, port) = listen_v4();
+    let server = hello_server(listener);
+    let trace = dir.path().join("trace.txt");
+    let out = run(&["--trace-ascii", trace.to_str().unwrap(), "--trace-time", "127.0.0.1", &port], b"exit\n");
+    server.join().unwrap();
+    assert_eq!(out.code, Some(0), "stderr: {}", out.stderr);
+    let text = std::fs::read_to_string(&trace).unwrap();
+    assert!(text.lines().filter(|l| !l.starts_with("0000: ")).all(|l| l.as_bytes()[15] == b' '), "{text}");
+    assert!(text.contains(" => Send data, 5 bytes (0x5)\n0000: exit.\n"), "{text}");
+}
+
+#[test]
+fn a_trace_file_that_cannot_be_created_exits_1_before_connecting() {
+    let (listener, port) = listen_v4();
+    listener.set_nonblocking(true).unwrap();
+    let out = run(&["--trace", "/nonexistent-dir/trace.txt", "127.0.0.1", &port], b"");
+    assert_eq!(out.code, Some(1));
+    assert!(out.stderr.starts_with("tcpkit: error: trace: /nonexistent-dir/trace.txt: "), "{}", out.stderr);
+    assert!(listener.accept().is_err(), "no connection may be made");
+}
+
+#[test]
+fn tls_handshake_that_never_answers_times_out_with_exit_4() {
+    let (listener, port) = listen_v4();
+    // Accepts and reads the ClientHello, never answers.
+    let server = thread::spawn(move || {
+        let (mut stream, _) = accept_one(&listener);
+        read_until_eof(&mut stream)
+    });
+    let out = run(&["--tls", "-k", "--handshake-timeout", "0.3", "127.0.0.1", &port], b"");
+    assert_eq!(out.code, Some(4), "stderr: {}", out.stderr);
+    assert_eq!(out.stderr, "tcpkit: error: TLS handshake with 127.0.0.1 timed out after 300 ms\n");
+    let hello = server.join().unwrap();
+    assert_eq!(hello.first(), Some(&0x16), "a TLS handshake record was sent");
+}
+
+#[test]
+fn tls_to_a_plain_text_server_is_a_handshake_failure_exit_7() {
+    let (listener, port) = listen_v4();
+    let server = thread::spawn(move || {
+        let (mut stream, _) = accept_one(&listener);
+        let _ = stream.write_all(b"220 plain SMTP here\r\n");
+        let mut buf = [0u8; 4096];
+        let _ = stream.read(&mut buf);
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace.txt");
+    let out = run(&["--tls", "-k", "--trace", trace.to_str().unwrap(), "127.0.0.1", &port], b"");
+    server.join().unwrap();
+    assert_eq!(out.code, Some(7), "stderr: {}", out.stderr);
+    assert!(out.stderr.starts_with("tcpkit: error: TLS handshake with 127.0.0.1 failed: "), "{}", out.stderr);
+    assert!(out.stdout.is_empty());
+    // The trace ends with the same reason.
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let last = text.lines().last().unwrap();
+    assert_eq!(format!("tcpkit: error: {}\n", last.strip_prefix("== Info: ").unwrap()), out.stderr);
+}
+
+/// A TLS server (rustls, an rcgen certificate for localhost) for one
+/// connection: it sends `reply`, then closes the TCP connection, with a TLS
+/// `close_notify` first or without one.
+fn tls_server(reply: &'static [u8], close_notify: bool) -> (JoinHandle<()>, String) {
+    use tokio::io::AsyncWriteExt;
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let config =
+        tcpkit::net::tls::server_config(cert.cert.pem().as_bytes(), cert.key_pair.serialize_pem().as_bytes())
+            .unwrap();
+    let (listener, port) = listen_v4();
+    let server = thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            listener.set_nonblocking(true).unwrap();
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let (tcp, _) = tokio::time::timeout(LIMIT, listener.accept()).await.unwrap().unwrap();
+            let accept = tokio_rustls::TlsAcceptor::from(config).accept(tcp);
+            // A client that refuses our certificate ends the handshake: nothing more to do.
+            let Ok(Ok(mut tls)) = tokio::time::timeout(LIMIT, accept).await else { return };
+            // The client may already be gone (-z): errors after the handshake are its business.
+            let _ = tls.write_all(reply).await;
+            let _ = tls.flush().await;
+            if close_notify {
+                let _ = tls.shutdown().await;
+            } else {
+                // Straight to the TCP FIN, as a cut connection looks.
+                let (mut tcp, _) = tls.into_inner();
+                let _ = tcp.shutdown().await;
+            }
+        })
+    });
+    (server, port)
+}
+
+#[test]
+fn tls_close_without_close_notify_prints_what_arrived_and_says_the_end_may_be_missing() {
+    let (server, port) = tls_server(b"partial", false);
+    let out = run(&["--tls", "-k", "127.0.0.1", &port], b"");
+    server.join().unwrap();
+    assert_eq!(out.stdout, b"partial");
+    assert_eq!(out.code, Some(1), "stderr: {}", out.stderr);
+    assert_eq!(
+        out.stderr,
+        format!(
+            "tcpkit: error: connection to 127.0.0.1:{port} closed without TLS close_notify after 7 bytes \
+             received: the end may be missing\n"
+        )
+    );
+}
+
+#[test]
+fn tls_close_with_close_notify_is_a_clean_close() {
+    let (server, port) = tls_server(b"complete\n", true);
+    let out = run(&["--tls", "-k", "127.0.0.1", &port], b"");
+    server.join().unwrap();
+    assert_eq!(out.code, Some(0), "stderr: {}", out.stderr);
+    assert_eq!(out.stdout, b"complete\n");
+}
+
+/// The SNI name of the one ClientHello a TLS client sends to a listener here
+/// (`None`: no SNI extension). The handshake is not completed.
+fn sni_of(args: &[&str]) -> Option<String> {
+    let (listener, port) = listen_v4();
+    let server = thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            listener.set_nonblocking(true).unwrap();
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let (tcp, _) = tokio::time::timeout(LIMIT, listener.accept()).await.unwrap().unwrap();
+            let acceptor = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp);
+            let start = tokio::time::timeout(LIMIT, acceptor).await.unwrap().unwrap();
+            start.client_hello().server_name().map(str::to_string)
+        })
+    });
+    let mut full: Vec<&str> = args.to_vec();
+    full.push(&port);
+    // The handshake is cut: the client fails (7), only the hello matters.
+    let out = run(&full, b"");
+    assert_eq!(out.code, Some(7), "stderr: {}", out.stderr);
+    server.join().unwrap()
+}
+
+#[test]
+fn sni_is_the_host_or_sni_name_and_absent_with_no_sni_or_an_ip() {
+    assert_eq!(sni_of(&["--tls", "-k", "localhost"]).as_deref(), Some("localhost"));
+    assert_eq!(sni_of(&["--tls", "-k", "--sni", "svc.example", "127.0.0.1"]).as_deref(), Some("svc.example"));
+    assert_eq!(sni_of(&["--tls", "-k", "--no-sni", "localhost"]), None);
+    // An IP address is never sent as SNI (RFC 6066).
+    assert_eq!(sni_of(&["--tls", "-k", "127.0.0.1"]), None);
+}
+
+#[test]
+fn zero_io_with_tls_checks_that_the_handshake_succeeds() {
+    let (server, port) = tls_server(b"not read", true);
+    let out = run(&["-z", "-v", "--tls", "-k", "127.0.0.1", &port], b"not sent");
+    server.join().unwrap();
+    assert_eq!(out.code, Some(0), "stderr: {}", out.stderr);
+    assert!(out.stdout.is_empty());
+    assert!(out.stderr.contains("tcpkit: TLS: TLSv1.3 "), "{}", out.stderr);
+    // Without -k the self-signed certificate is refused: -z reports it.
+    let (server, port) = tls_server(b"", true);
+    let out = run(&["-z", "--tls", "--sni", "localhost", "127.0.0.1", &port], b"");
+    server.join().unwrap();
+    assert_eq!(out.code, Some(8), "stderr: {}", out.stderr);
 }

@@ -177,6 +177,44 @@ fn gzip_from_nginx_is_decoded() {
     assert!(out.stdout.ends_with(&want));
 }
 
+/// nginx `gzip on` streams a multi-MiB text file as gzip in many deflate flushes: the
+/// body that made `--compressed` fail with "decoder stalled" (hardening issue).
+#[test]
+fn megabytes_of_text_gzipped_by_nginx_decode_over_http_and_https() {
+    let nginx = Nginx::start();
+    let words = ["nginx", "gzip", "window", "flush", "the", "of", "a", "stream", "header", "body"];
+    let mut seed = 0x1234_5678_9abc_def1_u64;
+    let mut text = String::with_capacity(5 << 20);
+    while text.len() < 5 << 20 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        text.push_str(words[(seed % 10) as usize]);
+        text.push_str(if seed % 11 == 0 { ".\n" } else { " " });
+    }
+    std::fs::write(nginx.www("prose.txt"), &text).unwrap();
+    for url in [nginx.http("/prose.txt"), nginx.https("/prose.txt")] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = fetch(&[
+            "--compressed",
+            "--cacert",
+            nginx.ca(),
+            "-D",
+            "-",
+            "-o",
+            dir.path().join("p").to_str().unwrap(),
+            &url,
+        ]);
+        let (code, stdout, stderr) = parts(&out);
+        assert_eq!(code, 0, "{url}: {stderr}");
+        assert!(stdout.contains("Content-Encoding: gzip"), "{stdout}");
+        assert!(
+            std::fs::read(dir.path().join("p")).unwrap() == text.as_bytes(),
+            "{url}: decoded body differs"
+        );
+    }
+}
+
 #[test]
 fn big_body_over_http_and_https_has_the_right_sha256() {
     let nginx = Nginx::start();

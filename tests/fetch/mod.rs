@@ -7,7 +7,7 @@ mod interop;
 mod output;
 mod redirects;
 mod requests;
-mod servers;
+pub(crate) mod servers;
 mod tls;
 
 use std::path::Path;

@@ -234,6 +234,8 @@ pub enum Step {
     Immediately,
     /// Close with a TCP reset (SO_LINGER 0) instead of a FIN.
     Reset,
+    /// Over TLS: send close_notify (without it the close is a bare TCP FIN).
+    CloseNotify,
 }
 
 /// A raw TCP server: each connection gets the next script (the last one repeats),
@@ -302,15 +304,13 @@ fn serve_script(
     // Each Send leaves as its own segment, so tests control how the bytes are split.
     sock.set_nodelay(true).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut tls_conn;
     let reset_handle = sock.try_clone().ok();
     let mut plain = sock;
-    let stream: &mut dyn ReadWrite = match tls {
-        Some(config) => {
-            let conn = rustls::ServerConnection::new(config).unwrap();
-            tls_conn = rustls::StreamOwned::new(conn, plain);
-            &mut tls_conn
-        }
+    let mut tls_conn = tls.map(|config| {
+        rustls::StreamOwned::new(rustls::ServerConnection::new(config).unwrap(), plain.try_clone().unwrap())
+    });
+    let stream: &mut dyn ReadWrite = match tls_conn.as_mut() {
+        Some(t) => t,
         None => &mut plain,
     };
     let mut head = Vec::new();
@@ -331,6 +331,13 @@ fn serve_script(
                 }
             }
             Step::Immediately => {}
+            Step::CloseNotify => {
+                if let Some(t) = tls_conn.as_mut() {
+                    t.conn.send_close_notify();
+                    let _ = t.flush();
+                }
+                return;
+            }
             Step::Reset => {
                 if let Some(sock) = reset_handle.as_ref() {
                     let _ = socket2::SockRef::from(sock).set_linger(Some(Duration::ZERO));

@@ -1,7 +1,7 @@
 //! The one error type of the HTTP/1.1 framing layer.
 //!
 //! For: saying what was wrong with the bytes a server sent (or a request head we were
-//! asked to write), where, and which exit code that deserves. Not for: I/O errors,
+//! asked to write), and where. Not for: exit codes (the command line chooses them), or I/O errors,
 //! which never reach this sans-IO layer.
 use std::fmt::Write as _;
 
@@ -97,26 +97,4 @@ fn truncated_message(received: u64, expected: Option<u64>, detail: &str) -> Stri
         let _ = write!(s, ", {detail}");
     }
     s
-}
-
-impl Http1Error {
-    /// The process exit code for this error, curl's number where the meaning is the same:
-    /// 18 for a truncated body (CURLE_PARTIAL_FILE), 8 for a bad response head
-    /// (CURLE_WEIRD_SERVER_REPLY), 56 for broken body framing (CURLE_RECV_ERROR),
-    /// 61 for a transfer coding we cannot undo (CURLE_BAD_CONTENT_ENCODING), 2 for an
-    /// invalid request given by the user.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            Http1Error::Truncated { .. } => 18,
-            Http1Error::HeadTooLarge { .. }
-            | Http1Error::InvalidHead { .. }
-            | Http1Error::InvalidContentLength { .. }
-            | Http1Error::ConflictingContentLength { .. } => 8,
-            Http1Error::UnsupportedTransferEncoding { .. } => 61,
-            Http1Error::BadChunkSize { .. }
-            | Http1Error::ChunkSizeOverflow { .. }
-            | Http1Error::BadChunk { .. } => 56,
-            Http1Error::InvalidRequest { .. } => 2,
-        }
-    }
 }

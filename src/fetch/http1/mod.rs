@@ -10,7 +10,9 @@ mod error;
 mod head;
 mod request;
 
-pub use body::{BodyDecoder, BodyKind, DEFAULT_MAX_TRAILERS, Decoded, MAX_CHUNK_EXTENSION};
+pub use body::{
+    BodyDecoder, BodyKind, DEFAULT_MAX_TRAILERS, Decoded, MAX_CHUNK_EXTENSION, MAX_CHUNK_SIZE_DIGITS,
+};
 pub use error::Http1Error;
 pub use head::{HeadParser, ResponseHead, body_kind, parse_response_head};
 pub use request::{check_request_head, write_request_head};

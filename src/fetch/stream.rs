@@ -1,4 +1,4 @@
-//! One connection for one request: resolve and connect (Happy Eyeballs from
+//! One connection (a [`Stream`], plain or TLS) for one request: resolve and connect (Happy Eyeballs from
 //! `net::connect`), then the TLS handshake for https, with the time of each phase.
 //!
 //! Not for: HTTP. The stream returned carries bytes; `fetch` speaks HTTP over it.
@@ -17,12 +17,12 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use url::Url;
 
-use super::exit::FetchError;
+use super::error::FetchError;
 use crate::net::connect::{ConnectOptions, connect};
 use crate::net::tls::certificate_reason;
 
 /// A plain or TLS connection.
-pub enum Conn {
+pub enum Stream {
     /// http: the socket itself (eligible for splice).
     Plain(TcpStream),
     /// https: rustls over the socket.
@@ -32,7 +32,7 @@ pub enum Conn {
 /// A connection and what it took to open it.
 pub struct Opened {
     /// The stream.
-    pub conn: Conn,
+    pub stream: Stream,
     /// The server's address.
     pub peer: SocketAddr,
     /// Our address.
@@ -62,7 +62,7 @@ pub async fn open(
     let c = connect(host, port, &opts).await?;
     let Some(config) = tls else {
         return Ok(Opened {
-            conn: Conn::Plain(c.stream),
+            stream: Stream::Plain(c.stream),
             peer: c.peer,
             local: c.local,
             resolved: c.resolve_time,
@@ -100,7 +100,7 @@ pub async fn open(
             .unwrap_or_else(|| "none".into())
     ));
     Ok(Opened {
-        conn: Conn::Tls(Box::new(stream)),
+        stream: Stream::Tls(Box::new(stream)),
         peer: c.peer,
         local: c.local,
         resolved: c.resolve_time,
@@ -125,34 +125,34 @@ fn handshake_error(host: &str, e: io::Error) -> FetchError {
     }
 }
 
-impl AsyncRead for Conn {
+impl AsyncRead for Stream {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
 
-impl AsyncWrite for Conn {
+impl AsyncWrite for Stream {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_flush(cx),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }

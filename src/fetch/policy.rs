@@ -4,7 +4,7 @@
 //! Not for: the bytes on the wire (`http1::write_request_head`) or connections.
 use url::{Position, Url};
 
-use super::exit::FetchError;
+use super::error::FetchError;
 
 /// The `User-Agent` sent unless `-H` replaces it.
 pub const USER_AGENT: &str = concat!("tcpkit/", env!("CARGO_PKG_VERSION"));
@@ -45,6 +45,30 @@ pub fn host_header(url: &Url) -> String {
         Some(port) => format!("{host}:{port}"),
         None => host.to_string(),
     }
+}
+
+/// `url` for display (`--timing`, `-w`, `-v`): its password, if any, masked.
+pub fn redacted(url: &Url) -> String {
+    if url.password().is_none() {
+        return url.to_string();
+    }
+    let mut shown = url.clone();
+    let _ = shown.set_password(Some("***"));
+    shown.to_string()
+}
+
+/// The `Authorization` value for a URL's userinfo (`http://user:pass@host/`), as curl
+/// sends it: Basic, with the percent-decoded user and password.
+pub fn basic_auth(url: &Url) -> Option<String> {
+    use base64::Engine as _;
+    if url.username().is_empty() && url.password().is_none() {
+        return None;
+    }
+    let decode = |s: &str| percent_encoding::percent_decode_str(s).collect::<Vec<u8>>();
+    let mut pair = decode(url.username());
+    pair.push(b':');
+    pair.extend(decode(url.password().unwrap_or_default()));
+    Some(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair)))
 }
 
 /// One `-H` argument.
@@ -102,6 +126,10 @@ pub fn build_headers(url: &Url, plan: &HeaderPlan<'_>) -> Vec<(String, String)> 
         ("User-Agent".into(), USER_AGENT.into()),
         ("Accept".into(), "*/*".into()),
     ];
+    // Credentials from the URL go to its own origin only, like `-H Authorization`.
+    if let Some(auth) = basic_auth(url).filter(|_| plan.credentials) {
+        headers.insert(1, ("Authorization".into(), auth));
+    }
     if plan.compressed {
         headers.push(("Accept-Encoding".into(), "gzip, deflate, br, zstd".into()));
     }
@@ -180,6 +208,27 @@ mod tests {
 
     fn url(s: &str) -> Url {
         parse_url(s).unwrap()
+    }
+
+    #[test]
+    fn userinfo_is_sent_as_basic_auth_to_its_origin_only_and_masked_when_shown() {
+        let u = url("http://al%40ice:p%3Ass@h:8080/x");
+        // base64("al@ice:p:ss")
+        assert_eq!(basic_auth(&u).as_deref(), Some("Basic YWxAaWNlOnA6c3M="));
+        assert_eq!(redacted(&u), "http://al%40ice:***@h:8080/x");
+        assert_eq!(redacted(&url("http://h/x")), "http://h/x");
+        assert_eq!(basic_auth(&url("http://h/x")), None);
+        let plan = HeaderPlan { credentials: true, ..HeaderPlan::default() };
+        let sent = build_headers(&u, &plan);
+        assert_eq!(sent[1], ("Authorization".to_string(), "Basic YWxAaWNlOnA6c3M=".to_string()));
+        let plan = HeaderPlan { credentials: false, ..HeaderPlan::default() };
+        assert!(build_headers(&u, &plan).iter().all(|(n, _)| n != "Authorization"));
+        // -H Authorization replaces it.
+        let edits = [HeaderEdit::Set("Authorization".into(), "Bearer t".into())];
+        let plan = HeaderPlan { credentials: true, edits: &edits, ..HeaderPlan::default() };
+        let auth: Vec<_> =
+            build_headers(&u, &plan).into_iter().filter(|(n, _)| n == "Authorization").collect();
+        assert_eq!(auth, [("Authorization".to_string(), "Bearer t".to_string())]);
     }
 
     #[test]

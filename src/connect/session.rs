@@ -1,22 +1,10 @@
-//! `tcpkit connect`: the netcat-style client.
+//! The copying at the heart of `tcpkit connect`: input to the socket and the
+//! socket to output at once, generic over its four ends so that it is tested with
+//! in-memory pipes and paused time.
 //!
-//! Connects with Happy Eyeballs ([`mod@crate::net::connect`]), then copies stdin to
-//! the socket and the socket to stdout at the same time, until both directions
-//! are done (the contract of tokio's `copy_bidirectional`). Stdin EOF shuts down
-//! the socket's write half and output goes on until the server closes, so a
-//! piped conversation is printed in full. The server's EOF ends the output, and
-//! the rest of stdin is still sent (the server may only have half-closed), unless
-//! stdin is a terminal: then the conversation is over. Bytes pass through
-//! untouched except for `--crlf`, which is [`Crlf`].
-//!
-//! The copying is [`session`], generic over its four ends so that it is tested
-//! with in-memory pipes and paused time; [`run`] wires it to the real stdin,
-//! stdout and socket, and [`exit_code`] is the one place exit codes are chosen.
-//!
-//! Not for: listening, TLS, UDP, or interpreting the bytes in any way.
+//! Not for: connecting, TLS, exit codes (see [`super`]).
 use std::cell::Cell;
-use std::io::{self, IsTerminal, Write};
-use std::net::SocketAddr;
+use std::io;
 use std::task::Poll;
 use std::time::Duration;
 
@@ -24,164 +12,13 @@ use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
-use crate::Failure;
-use crate::cli::ConnectArgs;
-use crate::net::connect::{ConnectError, ConnectOptions, Family, connect};
+use crate::net::{IoClass, classify};
 
 /// Size of each read from stdin and from the socket. It bounds the memory held
 /// per direction: a read is written out in full before the next one starts.
 /// Tokio hands each stdin read and stdout write to a blocking thread, so fewer,
 /// larger chunks matter: 16 KiB moved 1 GiB to stdout at half the speed of 64 KiB.
 pub const CHUNK: usize = 64 * 1024;
-
-/// Exit code for a clean close by the server.
-pub const EXIT_OK: u8 = 0;
-/// Exit code for any failure not listed below.
-pub const EXIT_OTHER: u8 = 1;
-/// Exit code when the name does not resolve (to an address of the allowed family).
-pub const EXIT_RESOLVE: u8 = 2;
-/// Exit code when every address refused the connection.
-pub const EXIT_REFUSED: u8 = 3;
-/// Exit code for a connect timeout, an idle timeout (`-w`) or a connection
-/// that timed out while open.
-pub const EXIT_TIMED_OUT: u8 = 4;
-/// Exit code when the peer reset the connection.
-pub const EXIT_RESET: u8 = 5;
-/// Exit code when stdout cannot be written (closed pipe, full disk).
-pub const EXIT_STDOUT: u8 = 6;
-
-/// Why `tcpkit connect` failed.
-#[derive(Debug, Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// No connection was made.
-    #[error(transparent)]
-    Connect(#[from] ConnectError),
-    /// The peer reset the connection (ECONNRESET while reading or writing).
-    #[error("connection reset by peer {peer} after {received} bytes received")]
-    Reset {
-        /// The server's address.
-        peer: SocketAddr,
-        /// Bytes received (and printed) before the reset.
-        received: u64,
-    },
-    /// No data moved either way for the `-w` duration.
-    #[error("idle timeout: no data either way for {} ms", after.as_millis())]
-    Idle {
-        /// The `-w` duration.
-        after: Duration,
-    },
-    /// The open connection timed out (retransmissions or keep-alive gave up).
-    #[error("connection to {peer} timed out after {received} bytes received")]
-    TimedOut {
-        /// The server's address.
-        peer: SocketAddr,
-        /// Bytes received before the failure.
-        received: u64,
-    },
-    /// Any other socket error while the connection was open.
-    #[error("connection to {peer}: {source}")]
-    Socket {
-        /// The server's address.
-        peer: SocketAddr,
-        /// The OS error.
-        source: io::Error,
-    },
-    /// Reading stdin failed.
-    #[error("reading stdin: {0}")]
-    Stdin(io::Error),
-    /// Writing stdout failed; a closed pipe ends the command like this too (as in ncat).
-    #[error("writing stdout: {source} after {written} bytes")]
-    Stdout {
-        /// The OS error (`BrokenPipe` when the reader went away).
-        source: io::Error,
-        /// Bytes written to stdout before the failure.
-        written: u64,
-    },
-    /// The async runtime could not be started.
-    #[error("starting the runtime: {0}")]
-    Runtime(io::Error),
-}
-
-/// The exit code for each failure (see the `EXIT_*` constants).
-pub fn exit_code(err: &Error) -> u8 {
-    match err {
-        Error::Connect(ConnectError::Resolve { .. } | ConnectError::NoAddress { .. }) => EXIT_RESOLVE,
-        Error::Connect(ConnectError::Refused { .. }) => EXIT_REFUSED,
-        Error::Connect(ConnectError::TimedOut { .. }) | Error::Idle { .. } | Error::TimedOut { .. } => {
-            EXIT_TIMED_OUT
-        }
-        Error::Reset { .. } => EXIT_RESET,
-        Error::Stdout { .. } => EXIT_STDOUT,
-        _ => EXIT_OTHER,
-    }
-}
-
-/// Connect and copy both ways until the server closes.
-pub fn run(args: ConnectArgs) -> Result<(), Failure> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| to_failure(Error::Runtime(e)))?;
-    let outcome = rt.block_on(run_async(&args));
-    // A read of stdin may still be blocked in the runtime's thread pool (the
-    // server closed first); waiting for it would hang until the user types.
-    rt.shutdown_background();
-    outcome.map_err(to_failure)
-}
-
-fn to_failure(err: Error) -> Failure {
-    Failure::new(exit_code(&err), err.to_string())
-}
-
-async fn run_async(args: &ConnectArgs) -> Result<(), Error> {
-    let family = match (args.ipv4, args.ipv6) {
-        (true, _) => Family::V4,
-        (_, true) => Family::V6,
-        _ => Family::Any,
-    };
-    let opts = ConnectOptions {
-        family,
-        // The parser guarantees a finite, non-negative number of seconds.
-        timeout: (!args.connect_timeout.is_zero()).then_some(args.connect_timeout),
-        source: args.source,
-        // Interactive lines should leave at once, not wait for the previous ACK.
-        nodelay: true,
-    };
-    let mut conn = connect(&args.host, args.port, &opts).await?;
-    let peer = conn.peer;
-    if args.verbose {
-        note(&format!(
-            "connected to {peer} from {} (resolve {:.1} ms, connect {:.1} ms)",
-            conn.local,
-            conn.resolve_time.as_secs_f64() * 1e3,
-            conn.connect_time.as_secs_f64() * 1e3
-        ));
-    }
-    if args.zero_io {
-        return Ok(());
-    }
-    let (sock_rd, sock_wr) = conn.stream.split();
-    let settings = Settings {
-        crlf: args.crlf,
-        half_close: !args.no_shutdown,
-        end_on_peer_eof: io::stdin().is_terminal(),
-        idle: (!args.idle_timeout.is_zero()).then_some(args.idle_timeout),
-    };
-    let mut stats = Stats::default();
-    let outcome = session(tokio::io::stdin(), tokio::io::stdout(), sock_rd, sock_wr, &settings, &mut stats)
-        .await
-        .map_err(|e| e.into_error(peer, &stats));
-    if args.verbose {
-        note(&format!("closed: {} bytes sent, {} bytes received", stats.sent, stats.received));
-    }
-    outcome
-}
-
-/// One line on stderr, netcat style; a closed stderr is not worth failing for.
-fn note(line: &str) {
-    let _ = writeln!(io::stderr(), "tcpkit: {line}");
-}
 
 /// How [`session`] behaves.
 #[derive(Debug, Clone, Default)]
@@ -225,24 +62,8 @@ pub enum SessionError {
     Idle(Duration),
 }
 
-impl SessionError {
-    fn into_error(self, peer: SocketAddr, stats: &Stats) -> Error {
-        let received = stats.received;
-        match self {
-            SessionError::Socket(e) if is_reset(&e) => Error::Reset { peer, received },
-            SessionError::Socket(e) if e.kind() == io::ErrorKind::TimedOut => {
-                Error::TimedOut { peer, received }
-            }
-            SessionError::Socket(source) => Error::Socket { peer, source },
-            SessionError::Input(e) => Error::Stdin(e),
-            SessionError::Output(source) => Error::Stdout { source, written: received },
-            SessionError::Idle(after) => Error::Idle { after },
-        }
-    }
-}
-
 fn is_reset(e: &io::Error) -> bool {
-    matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted)
+    classify(e) == IoClass::Reset
 }
 
 /// Copy `input` to the socket and the socket to `output` at once, until both
@@ -316,7 +137,7 @@ where
                 match done {
                     Ok(()) => {}
                     // The peer closed and refuses more: not an error, sending just stops.
-                    Err(SessionError::Socket(e)) if e.kind() == io::ErrorKind::BrokenPipe => {}
+                    Err(SessionError::Socket(e)) if classify(&e) == IoClass::BrokenPipe => {}
                     Err(SessionError::Socket(e)) if is_reset(&e) => upload_reset = Some(e),
                     Err(other) => break Err(other),
                 }
@@ -437,7 +258,6 @@ impl Crlf {
         }
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -471,22 +291,6 @@ mod tests {
         }
         let bytes: Vec<&[u8]> = input.chunks(1).collect();
         assert_eq!(crlf_all(&bytes), whole);
-    }
-
-    #[test]
-    fn exit_codes_are_distinct_per_kind() {
-        let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        let cases = [
-            (Error::Connect(ConnectError::NoAddress { host: "h".into(), family: "IPv4" }), EXIT_RESOLVE),
-            (Error::Connect(ConnectError::Refused { addr: peer }), EXIT_REFUSED),
-            (Error::Idle { after: Duration::from_secs(1) }, EXIT_TIMED_OUT),
-            (Error::Reset { peer, received: 0 }, EXIT_RESET),
-            (Error::Stdout { source: io::ErrorKind::BrokenPipe.into(), written: 0 }, EXIT_STDOUT),
-            (Error::Stdin(io::ErrorKind::InvalidData.into()), EXIT_OTHER),
-        ];
-        for (err, code) in cases {
-            assert_eq!(exit_code(&err), code, "{err}");
-        }
     }
 
     /// A session whose socket is the near end of an in-memory pipe; returns the far end.
@@ -626,9 +430,7 @@ mod tests {
             "{err:?}"
         );
         assert_eq!(out, b"last words");
-        let err = err.unwrap_err().into_error("127.0.0.1:9".parse().unwrap(), &stats);
-        assert_eq!(exit_code(&err), EXIT_RESET);
-        assert_eq!(err.to_string(), "connection reset by peer 127.0.0.1:9 after 10 bytes received");
+        assert_eq!(stats.received, 10);
     }
 
     #[tokio::test(start_paused = true)]

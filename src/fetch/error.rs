@@ -1,7 +1,7 @@
-//! Every way `fetch` can fail, and the one function that turns a failure into
-//! an exit code (curl's numbers where the meaning is the same).
+//! Every way a transfer can fail, as one typed error.
 //!
-//! Not for: printing. The caller adds the `.part` hint and honours `-s`.
+//! Not for: exit codes or printing: the command line maps each variant to curl's
+//! number (`cli::fetch::exit_code`) and adds the `.part` hint.
 use std::io;
 use std::path::PathBuf;
 
@@ -63,20 +63,16 @@ pub enum FetchError {
         /// The socket's error.
         source: io::Error,
     },
+    /// A reply no HTTP/1.1 client can use: endless interim responses, an unasked-for
+    /// protocol switch (exit 8, curl's "weird server reply").
+    #[error("weird server reply: {0}")]
+    WeirdReply(String),
     /// The connection closed before any response byte (exit 52).
     #[error("empty reply from server")]
     EmptyReply,
     /// The response broke HTTP/1.1 (exit 8 or 56), or was cut short (exit 18).
     #[error(transparent)]
     Http(#[from] Http1Error),
-    /// The body ended early on a path that frames it without the decoder (exit 18).
-    #[error("partial body: {received} of {expected} bytes received")]
-    Partial {
-        /// Body bytes received.
-        received: u64,
-        /// Body bytes announced.
-        expected: u64,
-    },
     /// `--compressed`: the body could not be decoded (exit 61, 23 for a write error).
     #[error(transparent)]
     Decode(#[from] DecodeError),
@@ -113,38 +109,12 @@ pub enum FetchError {
     /// More redirects than `--max-redirs` (exit 47).
     #[error("maximum ({0}) redirects followed")]
     TooManyRedirects(u32),
+    /// The async runtime could not be started.
+    #[error("cannot start the runtime: {0}")]
+    Runtime(io::Error),
     /// `-C -`: the server's answer to the range request does not fit the file (exit 33).
     #[error("resume: {0}")]
     Range(String),
-}
-
-/// The process exit code for `err`.
-pub fn exit_code(err: &FetchError) -> u8 {
-    match err {
-        FetchError::Scheme(_) => 1,
-        FetchError::Usage(_) => 2,
-        FetchError::Url { .. } => 3,
-        FetchError::Connect(e) => match e {
-            ConnectError::Resolve { .. } | ConnectError::NoAddress { .. } => 6,
-            ConnectError::TimedOut { .. } => 28,
-            _ => 7,
-        },
-        FetchError::TlsConfig(_) => 77,
-        FetchError::Certificate { .. } => 60,
-        FetchError::Handshake { .. } => 35,
-        FetchError::Send(_) => 55,
-        FetchError::Recv { .. } => 56,
-        FetchError::EmptyReply => 52,
-        FetchError::Http(e) => e.exit_code(),
-        FetchError::Partial { .. } => 18,
-        FetchError::Decode(e) => e.exit_code(),
-        FetchError::HttpStatus { .. } => 22,
-        FetchError::Write { .. } => 23,
-        FetchError::ReadFile { .. } => 26,
-        FetchError::Timeout { .. } => 28,
-        FetchError::TooManyRedirects(_) => 47,
-        FetchError::Range(_) => 33,
-    }
 }
 
 #[cfg(test)]
@@ -152,26 +122,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn codes_follow_curl() {
-        let refused = ConnectError::Refused { addr: "127.0.0.1:1".parse().unwrap() };
-        let resolve = ConnectError::Resolve { host: "x".into(), source: io::Error::other("no") };
-        assert_eq!(exit_code(&FetchError::Connect(refused)), 7);
-        assert_eq!(exit_code(&FetchError::Connect(resolve)), 6);
-        assert_eq!(exit_code(&FetchError::Scheme("ftp".into())), 1);
-        assert_eq!(exit_code(&FetchError::EmptyReply), 52);
-        assert_eq!(exit_code(&FetchError::Partial { received: 1, expected: 2 }), 18);
-        assert_eq!(exit_code(&FetchError::HttpStatus { status: 404 }), 22);
-        assert_eq!(exit_code(&FetchError::Timeout { ms: 1, received: 0 }), 28);
-        assert_eq!(exit_code(&FetchError::TooManyRedirects(50)), 47);
-        let w = FetchError::Write { what: "stdout".into(), source: io::ErrorKind::BrokenPipe.into() };
-        assert_eq!(exit_code(&w), 23);
-        assert_eq!(exit_code(&FetchError::Certificate { host: "h".into(), reason: "r".into() }), 60);
-        assert_eq!(exit_code(&FetchError::Handshake { host: "h".into(), reason: "r".into() }), 35);
-    }
-
-    #[test]
-    fn partial_message_has_both_numbers() {
-        let msg = FetchError::Partial { received: 10, expected: 20 }.to_string();
-        assert_eq!(msg, "partial body: 10 of 20 bytes received");
+    fn a_truncated_body_says_both_numbers() {
+        let e = FetchError::from(Http1Error::Truncated {
+            received: 10,
+            expected: Some(20),
+            detail: String::new(),
+        });
+        assert_eq!(e.to_string(), "partial body: 10 of 20 bytes received");
     }
 }

@@ -1,0 +1,450 @@
+//! One transfer, step by step along the data flow (as ureq's `run.rs`): open a
+//! connection, send the request, read the head, read the body, follow a redirect; each
+//! a short function over the [`Transfer`]'s state.
+//!
+//! Not for: bytes-level HTTP (`http1`), decoding (`decode`), files (`sink`, `output`),
+//! or anything of the command line: errors are returned typed, never printed or
+//! turned into exit codes here.
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use rustls::ClientConfig;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use url::Url;
+
+use super::config::Config;
+use super::decode::ContentDecoder;
+use super::error::FetchError;
+use super::http1::{self, BodyDecoder, BodyKind, Http1Error, ResponseHead};
+use super::metrics::Metrics;
+use super::output::{Output, prefixed, to_stderr};
+use super::policy::{self, HeaderPlan, Redirect};
+use super::range;
+use super::sink::{self, Resume, Start};
+use super::splice;
+use super::stream::{self, Stream};
+use super::upload::{self, Body};
+use crate::net::connect::ConnectOptions;
+use crate::net::tls::client_config;
+
+/// How a finished transfer went: the result, what was measured, and the partial
+/// file a failure left (`FILE.part` and its size), for the caller's message.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Outcome {
+    /// Ok when the body is complete and in place.
+    pub result: Result<(), FetchError>,
+    /// Timing and sizes, from which `-w` and `--timing` are rendered.
+    pub metrics: Metrics,
+    /// On failure, the partial file kept and its size.
+    pub partial: Option<(PathBuf, u64)>,
+}
+
+/// How one request ended.
+enum HopEnd {
+    Done,
+    Redirect(Redirect),
+}
+
+/// The state of one transfer across its redirect hops.
+pub struct Transfer<'a> {
+    cfg: &'a Config,
+    metrics: Metrics,
+    out: Output,
+    /// Built at the first https hop and kept for later ones.
+    tls: Option<Arc<ClientConfig>>,
+    resume: Resume,
+    /// The 416-on-a-complete-file case: nothing to write, the file is done.
+    already_complete: bool,
+}
+
+impl<'a> Transfer<'a> {
+    /// A transfer of `cfg`; nothing happens until [`Transfer::run`].
+    pub fn new(cfg: &'a Config) -> Self {
+        Transfer {
+            cfg,
+            metrics: Metrics::new(),
+            out: Output::new(cfg),
+            tls: None,
+            resume: Resume::default(),
+            already_complete: false,
+        }
+    }
+
+    /// Run the transfer to its end, bounded by `max_time`, and put the file in place.
+    pub async fn run(mut self) -> Outcome {
+        let result = match self.cfg.max_time {
+            None => self.hops().await,
+            Some(limit) => match tokio::time::timeout(limit, self.hops()).await {
+                Ok(result) => result,
+                Err(_) => Err(FetchError::Timeout { ms: limit.as_millis(), received: self.metrics.received }),
+            },
+        };
+        self.metrics.end_hop();
+        let result = result.and_then(|()| self.finish());
+        let partial = match (&result, self.out.sink.take()) {
+            (Err(_), Some(sink)) => sink.abandon(),
+            _ => None,
+        };
+        Outcome { result, metrics: self.metrics, partial }
+    }
+
+    /// Every hop: the request, then each redirect followed.
+    async fn hops(&mut self) -> Result<(), FetchError> {
+        let cfg = self.cfg;
+        if let (true, Some(dest)) = (cfg.resume, &cfg.output) {
+            self.resume = sink::find_resume(dest)
+                .map_err(|source| FetchError::ReadFile { path: dest.clone(), source })?;
+        }
+        let (mut url, mut method, mut body) = (cfg.url.clone(), cfg.method.clone(), cfg.body.as_ref());
+        loop {
+            let HopEnd::Redirect(next) = self.hop(&url, &method, body).await? else { return Ok(()) };
+            if self.metrics.redirects >= cfg.max_redirs {
+                return Err(FetchError::TooManyRedirects(cfg.max_redirs));
+            }
+            self.metrics.redirects += 1;
+            self.metrics.end_hop();
+            if cfg.verbose {
+                to_stderr(&format!("* following redirect to {}\n", policy::redacted(&next.url)));
+            }
+            (url, method) = (next.url, next.method);
+            if !next.keep_body {
+                body = None;
+            }
+        }
+    }
+
+    /// The body is complete: move the file into place.
+    fn finish(&mut self) -> Result<(), FetchError> {
+        let cfg = self.cfg;
+        let (Some(sink), Some(dest)) = (self.out.sink.take(), &cfg.output) else {
+            if let (true, Some(dest), false) = (self.already_complete, &cfg.output, self.resume.in_dest) {
+                // A complete FILE.part the server confirmed with 416.
+                return std::fs::rename(sink::part_path(dest), dest)
+                    .map_err(|source| FetchError::Write { what: dest.display().to_string(), source });
+            }
+            return Ok(());
+        };
+        sink.finish().map_err(|source| FetchError::Write { what: dest.display().to_string(), source })
+    }
+
+    /// One request and its response.
+    async fn hop(&mut self, url: &Url, method: &str, body: Option<&Body>) -> Result<HopEnd, FetchError> {
+        self.metrics.start_hop(method, url);
+        let mut stream = self.connect(url).await?;
+        self.send_request(&mut stream, url, method, body).await?;
+        let mut buf = vec![0u8; self.cfg.buffer_size];
+        let (head, start, end) = self.read_head(&mut stream, &mut buf).await?;
+        let cfg = self.cfg;
+        if cfg.follow && policy::is_redirect(head.status) {
+            if let Some(location) = head.header("location") {
+                return Ok(HopEnd::Redirect(policy::follow(url, method, head.status, location)?));
+            }
+        }
+        if cfg.fail && head.status >= 400 {
+            return Err(FetchError::HttpStatus { status: head.status });
+        }
+        let Some(how) = self.resume_decision(&head)? else {
+            self.already_complete = true;
+            return Ok(HopEnd::Done);
+        };
+        self.read_body(&mut stream, method, &head, how, buf, start..end).await?;
+        Ok(HopEnd::Done)
+    }
+
+    /// Resolve, connect and (https) handshake, stamping each phase.
+    async fn connect(&mut self, url: &Url) -> Result<Stream, FetchError> {
+        let cfg = self.cfg;
+        let tls = if url.scheme() == "https" { Some(self.tls_config()?) } else { None };
+        let opts = ConnectOptions { family: cfg.family, timeout: None, source: None, nodelay: true };
+        let opened = stream::open(url, &opts, tls, cfg.connect_timeout).await?;
+        let hop = self.metrics.hop_mut();
+        (hop.resolved, hop.connected, hop.tls_done) =
+            (Some(opened.resolved), Some(opened.connected), opened.tls_done);
+        (hop.peer, hop.local) = (Some(opened.peer), Some(opened.local));
+        if cfg.verbose {
+            let host = url.host_str().unwrap_or_default();
+            to_stderr(&format!("* connected to {host} ({}) from {}\n", opened.peer, opened.local));
+            if let Some(info) = &opened.tls_info {
+                to_stderr(&format!("* TLS: {info}\n"));
+            }
+        }
+        Ok(opened.stream)
+    }
+
+    fn tls_config(&mut self) -> Result<Arc<ClientConfig>, FetchError> {
+        if let Some(c) = &self.tls {
+            return Ok(c.clone());
+        }
+        let config = client_config(&self.cfg.tls)?;
+        self.tls = Some(config.clone());
+        Ok(config)
+    }
+
+    /// The request head (and an in-memory body with it), then a file body.
+    async fn send_request(
+        &mut self,
+        stream: &mut Stream,
+        url: &Url,
+        method: &str,
+        body: Option<&Body>,
+    ) -> Result<(), FetchError> {
+        let cfg = self.cfg;
+        let plan = HeaderPlan {
+            compressed: cfg.compressed,
+            resume_from: self.resume.offset,
+            body_len: body.map(Body::len),
+            form: cfg.form,
+            edits: &cfg.edits,
+            credentials: policy::same_origin(&cfg.url, url),
+        };
+        let headers = policy::build_headers(url, &plan);
+        let target = policy::target(url);
+        http1::check_request_head(method, target, &headers)?;
+        let mut out = Vec::with_capacity(512);
+        http1::write_request_head(method, target, &headers, &mut out);
+        if cfg.verbose {
+            to_stderr(&prefixed("> ", &out));
+        }
+        if let Some(Body::Bytes(bytes)) = body {
+            out.extend_from_slice(bytes);
+        }
+        self.metrics.size_request += out.len() as u64;
+        stream.write_all(&out).await.map_err(FetchError::Send)?;
+        if let Some(body) = body {
+            upload::send_file_body(stream, body).await?;
+            self.metrics.size_upload += body.len();
+            if let Body::File { len, .. } = body {
+                self.metrics.size_request += len;
+            }
+        }
+        stream.flush().await.map_err(FetchError::Send)?;
+        let now = self.metrics.since_hop();
+        self.metrics.hop_mut().sent = Some(now);
+        Ok(())
+    }
+
+    /// Read until the final (non-1xx) head is parsed; every head goes to -D, -v and -i
+    /// as received. Returns the head and where the body bytes already read lie in `buf`.
+    /// All the heads of one response share `max_head`, and at most `max_interim` are
+    /// interim, so endless 1xx heads end (curl bounds them alike).
+    async fn read_head(
+        &mut self,
+        stream: &mut Stream,
+        buf: &mut Vec<u8>,
+    ) -> Result<(ResponseHead, usize, usize), FetchError> {
+        let cfg = self.cfg;
+        let (mut start, mut end, mut total) = (0usize, 0usize, 0u64);
+        let (mut interim, mut head_bytes) = (0u32, 0usize);
+        // Parses only when the head may be complete, so a trickled head costs linear time.
+        let mut parser = http1::HeadParser::new(cfg.max_head);
+        loop {
+            let parsed = parser.parse(&buf[start..end]).map_err(|e| match e {
+                Http1Error::HeadTooLarge { .. } => Http1Error::HeadTooLarge { limit: cfg.max_head },
+                other => other,
+            })?;
+            if let Some((head, n)) = parsed {
+                self.metrics.size_header += n as u64;
+                self.out.head(cfg, &buf[start..start + n])?;
+                (start, head_bytes) = (start + n, head_bytes + n);
+                if head.status == 101 {
+                    // We never ask to switch protocols, and cannot speak another one.
+                    return Err(FetchError::WeirdReply(
+                        "101 Switching Protocols to a request that asked for no upgrade".into(),
+                    ));
+                }
+                if !head.is_interim() {
+                    self.final_head(&head);
+                    return Ok((head, start, end));
+                }
+                interim += 1;
+                if interim > cfg.max_interim {
+                    let max = cfg.max_interim;
+                    return Err(FetchError::WeirdReply(format!(
+                        "more than {max} interim (1xx) responses (--max-interim)"
+                    )));
+                }
+                if head_bytes >= cfg.max_head {
+                    return Err(Http1Error::HeadTooLarge { limit: cfg.max_head }.into());
+                }
+                parser = http1::HeadParser::new(cfg.max_head - head_bytes);
+                continue;
+            }
+            if start > 0 {
+                buf.copy_within(start..end, 0);
+                (start, end) = (0, end - start);
+            }
+            if end == buf.len() {
+                // Only a head longer than the buffer grows it, and never past max_head
+                // (the parser fails at that size).
+                let bigger = (buf.len() * 2).min(cfg.max_head).max(buf.len() + 1);
+                buf.resize(bigger, 0);
+            }
+            let n = read_head_bytes(stream, &mut buf[end..])
+                .await
+                .map_err(|source| FetchError::Recv { received: total, source })?;
+            if n == 0 {
+                return Err(closed_in_head(total, end));
+            }
+            if total == 0 {
+                let now = self.metrics.since_hop();
+                self.metrics.hop_mut().first_byte = Some(now);
+            }
+            (total, end) = (total + n as u64, end + n);
+        }
+    }
+
+    fn final_head(&mut self, head: &ResponseHead) {
+        let now = self.metrics.since_hop();
+        let hop = self.metrics.hop_mut();
+        (hop.status, hop.head_done) = (Some(head.status), Some(now));
+        self.metrics.status = head.status;
+        self.metrics.last_head = Some(head.clone());
+    }
+
+    /// With `-C -`: append (206 from the right offset), start over (2xx), or
+    /// nothing left to do (`None`: 416 for a file already complete).
+    fn resume_decision(&self, head: &ResponseHead) -> Result<Option<Start>, FetchError> {
+        let offset = self.resume.offset;
+        if !self.cfg.resume || offset == 0 {
+            return Ok(Some(Start::Fresh));
+        }
+        let range = head.header("content-range").and_then(range::parse_content_range);
+        let unsatisfied = head.header("content-range").and_then(range::parse_unsatisfied_range);
+        match (head.status, range) {
+            (206, Some(r)) if r.start == offset => Ok(Some(Start::Append(self.resume))),
+            (206, Some(r)) => {
+                Err(FetchError::Range(format!("asked for bytes from {offset}, got from {}", r.start)))
+            }
+            (206, None) => Err(FetchError::Range("206 without a valid content-range".into())),
+            (416, _) if unsatisfied == Some(offset) => Ok(None),
+            (416, _) => Err(FetchError::Range(format!(
+                "server refused the range from byte {offset} (416), but the file is not its full size"
+            ))),
+            (200..=299, _) => Ok(Some(Start::Fresh)),
+            (status, _) => Err(FetchError::HttpStatus { status }),
+        }
+    }
+
+    /// The body: framed by `http1`, decoded when asked, to the sink; a plain-HTTP body
+    /// of known length going to a file is spliced instead.
+    async fn read_body(
+        &mut self,
+        stream: &mut Stream,
+        method: &str,
+        head: &ResponseHead,
+        how: Start,
+        mut buf: Vec<u8>,
+        first: std::ops::Range<usize>,
+    ) -> Result<(), FetchError> {
+        let cfg = self.cfg;
+        let kind = http1::body_kind(method, head)?;
+        self.out.open(cfg, how)?;
+        let mut content = match (cfg.compressed, head.header("content-encoding")) {
+            (true, Some(_)) => {
+                Some(ContentDecoder::from_header_lines(head.headers_named("content-encoding"))?)
+            }
+            _ => None,
+        };
+        self.out.start_progress(cfg, kind, how);
+        let mut framing = BodyDecoder::new(kind).with_max_trailers(cfg.max_head);
+        let (mut start, mut end) = (first.start, first.end);
+        loop {
+            while start < end && !framing.is_complete() {
+                let d = framing.decode(&buf[start..end])?;
+                start += d.consumed;
+                self.metrics.received = framing.received();
+                self.metrics.size_download += d.data.len() as u64;
+                self.out.body(&mut content, d.data, self.metrics.received)?;
+            }
+            start = 0;
+            if framing.is_complete() {
+                break;
+            }
+            if content.is_none() && self.try_splice(stream, &framing).await? {
+                break;
+            }
+            let n = self.read_body_bytes(stream, kind, &mut buf).await?;
+            if n == 0 {
+                framing.finish()?;
+                break;
+            }
+            end = n;
+        }
+        self.out.end_body(&mut content, self.metrics.received)
+    }
+
+    /// The rest of a Content-Length body straight from a plain socket into the `.part`
+    /// file by splice(2); false when that path does not apply.
+    async fn try_splice(&mut self, stream: &Stream, framing: &BodyDecoder) -> Result<bool, FetchError> {
+        let (Stream::Plain(tcp), Some(remaining), true) =
+            (stream, framing.remaining(), self.cfg.splice && self.cfg.output.is_some())
+        else {
+            return Ok(false);
+        };
+        let Some(sink) = self.out.sink.as_mut().filter(|s| s.is_part_file()) else { return Ok(false) };
+        let moved = match splice::socket_to_file(tcp, sink, remaining, &mut self.metrics.received).await {
+            Ok(moved) => moved,
+            Err(splice::SpliceError::Read(source)) => {
+                return Err(FetchError::Recv { received: self.metrics.received, source });
+            }
+            Err(splice::SpliceError::Write(source)) => {
+                return Err(FetchError::Write { what: sink.describe(), source });
+            }
+        };
+        self.metrics.size_download += moved;
+        if moved < remaining {
+            let expected = framing.expected().unwrap_or_default();
+            let received = expected - (remaining - moved);
+            return Err(
+                Http1Error::Truncated { received, expected: Some(expected), detail: String::new() }.into()
+            );
+        }
+        Ok(true)
+    }
+
+    /// One read of body bytes; 0 at the end. A TLS peer can say "this is the end"
+    /// (close_notify); a bare TCP close without it may be an attacker's cut, which only
+    /// the framing can catch, except for a body delimited by the close itself.
+    async fn read_body_bytes(
+        &self,
+        stream: &mut Stream,
+        kind: BodyKind,
+        buf: &mut [u8],
+    ) -> Result<usize, FetchError> {
+        match stream.read(buf).await {
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && matches!(stream, Stream::Tls(_)) => {
+                if kind == BodyKind::UntilClose && !self.cfg.ignore_missing_close_notify {
+                    return Err(FetchError::Http(Http1Error::Truncated {
+                        received: self.metrics.received,
+                        expected: None,
+                        detail: "the TLS connection closed without close_notify \
+                                 (--ignore-missing-close-notify accepts it)"
+                            .into(),
+                    }));
+                }
+                Ok(0)
+            }
+            other => other.map_err(|source| FetchError::Recv { received: self.metrics.received, source }),
+        }
+    }
+}
+
+/// Read head bytes; a TLS peer that closes without close_notify is an ordinary EOF
+/// here (a close inside a head is an error either way).
+async fn read_head_bytes(stream: &mut Stream, buf: &mut [u8]) -> std::io::Result<usize> {
+    match stream.read(buf).await {
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && matches!(stream, Stream::Tls(_)) => Ok(0),
+        other => other,
+    }
+}
+
+/// The connection closed before the final head: empty reply, or where it stopped.
+fn closed_in_head(total: u64, buffered: usize) -> FetchError {
+    if total == 0 {
+        return FetchError::EmptyReply;
+    }
+    let what = if buffered > 0 { "inside a response head" } else { "before the final response head" };
+    let source = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, format!("connection closed {what}"));
+    FetchError::Recv { received: total, source }
+}
