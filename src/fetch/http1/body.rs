@@ -892,4 +892,21 @@ mod tests {
         let short = run(BodyKind::Length(5), &[b"abc"], true).result.unwrap_err();
         assert_eq!(short, Http1Error::Truncated { received: 3, expected: Some(5), detail: String::new() });
     }
+
+    #[test]
+    fn the_documented_limits_are_16_kib_of_extensions_and_256_kib_of_trailers() {
+        // The README states these numbers; check them through behaviour, not the constants.
+        let ext = |n: usize| {
+            let input = [&b"1;"[..], &vec![b'e'; n], b"\r\nx\r\n0\r\n\r\n"].concat();
+            run(BodyKind::Chunked, &[&input], true).result
+        };
+        assert_eq!(ext(16 * 1024), Ok(()));
+        assert!(ext(16 * 1024 + 1).is_err());
+        let trailers = |n: usize| {
+            let input = [&b"0\r\nX: "[..], &vec![b'v'; n - 4], b"\r\n\r\n"].concat();
+            run(BodyKind::Chunked, &[&input], true).result
+        };
+        assert_eq!(trailers(256 * 1024), Ok(()));
+        assert!(trailers(256 * 1024 + 1).is_err());
+    }
 }
