@@ -25,6 +25,7 @@ use super::verify::{ConnError, Verifier};
 use super::workload::Spec;
 use super::workload::Workload;
 use crate::net::connect::connect_one;
+use crate::net::proxy::{Header, Malformed, SourceRange, Version};
 
 /// Read buffer per connection: room for many pipelined replies per read.
 const READ_BUF: usize = 4096;
@@ -137,6 +138,13 @@ pub struct Shared {
     pub stats: Mutex<Stats>,
     /// Errors.
     pub errors: Mutex<ErrorLog>,
+    /// Connections of the whole run (all shards): churn session `seq` of slot
+    /// `id` is client number `id + seq * total_connections`, unique across shards.
+    pub total_connections: u64,
+    /// The PROXY header sent first, and the synthetic clients it names.
+    pub proxy: Option<(Version, SourceRange)>,
+    /// Malformed PROXY headers to send instead of churn sessions (empty: none).
+    pub malformed: Vec<Malformed>,
 }
 
 /// Lock, ignoring poisoning: a panicked connection leaves counts that are still valid.
@@ -183,15 +191,31 @@ impl Shared {
         }
     }
 
-    /// Connect connection `id` within the connect timeout, from its source address.
-    async fn open(&self, id: u64) -> Result<TcpStream, ConnError> {
+    /// The client number of session `seq` of connection `id`, unique in the run.
+    fn client(&self, id: u64, seq: u64) -> u64 {
+        id.wrapping_add(seq.wrapping_mul(self.total_connections))
+    }
+
+    /// Connect connection `id` (session `seq`) within the connect timeout, from
+    /// its source address, and send its PROXY header if there is one.
+    async fn open(&self, id: u64, seq: u64) -> Result<TcpStream, ConnError> {
         let source = if self.sources.is_empty() {
             None
         } else {
             Some(self.sources[(id % self.sources.len() as u64) as usize])
         };
         let deadline = Instant::now() + self.connect_timeout;
-        match timeout_at(deadline, open_from(self.addr, source)).await {
+        let connecting = async {
+            let mut stream = open_from(self.addr, source).await?;
+            if let Some((version, range)) = &self.proxy {
+                let header = Header::proxy(*version, range.nth(self.client(id, seq)), self.addr)
+                    .encode()
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+                stream.write_all(&header).await?;
+            }
+            Ok::<_, std::io::Error>(stream)
+        };
+        match timeout_at(deadline, connecting).await {
             Ok(Ok(s)) => {
                 self.established.fetch_add(1, Ordering::Relaxed);
                 Ok(s)
@@ -303,10 +327,10 @@ fn with_timeout(e: ConnError, after: Duration) -> ConnError {
 
 /// Connect and read the greeting, holding a connect permit throughout so a burst
 /// never exceeds `--connect-concurrency`.
-async fn greeted(sh: &Shared, id: u64, buf_size: usize) -> Result<Conn, ConnError> {
+async fn greeted(sh: &Shared, id: u64, seq: u64, buf_size: usize) -> Result<Conn, ConnError> {
     // The gate is never closed, so acquiring only waits.
     let _permit = sh.connect_gate.acquire().await.ok();
-    let mut conn = Conn::new(sh.open(id).await?, buf_size);
+    let mut conn = Conn::new(sh.open(id, seq).await?, buf_size);
     if !sh.spec.greeting.is_empty() {
         conn.verifier.expect(&sh.spec.greeting, (Instant::now(), false));
         conn.settle(sh.timeout).await?;
@@ -334,7 +358,7 @@ impl Drop for ReadyGuard<'_> {
 /// `hello` and `echo`: requests and verified replies until the end.
 async fn requests(sh: &Shared, id: u64) -> Result<(), ConnError> {
     let mut ready = ReadyGuard(Some(sh));
-    let mut conn = greeted(sh, id, READ_BUF).await?;
+    let mut conn = greeted(sh, id, 0, READ_BUF).await?;
     ready.fire();
     let clock = sh.clock().await;
     // With --start-at the clock is set ahead: nothing is sent before its start.
@@ -435,7 +459,7 @@ async fn requests(sh: &Shared, id: u64) -> Result<(), ConnError> {
 /// `hold`: connect, greeting, then idle until the end; any byte or close is an error.
 async fn hold(sh: &Shared, id: u64) -> Result<(), ConnError> {
     let mut ready = ReadyGuard(Some(sh));
-    let mut conn = greeted(sh, id, HOLD_READ_BUF).await?;
+    let mut conn = greeted(sh, id, 0, HOLD_READ_BUF).await?;
     ready.fire();
     let clock = sh.clock().await;
     let end = clock.end.unwrap_or(clock.start);
@@ -488,7 +512,10 @@ async fn churn(sh: &Shared, id: u64) -> Result<(), ConnError> {
             break Ok(());
         }
         let session = async {
-            let mut conn = greeted(sh, id, READ_BUF).await?;
+            if !sh.malformed.is_empty() {
+                return malformed(sh, id, seq).await;
+            }
+            let mut conn = greeted(sh, id, seq, READ_BUF).await?;
             out.clear();
             let line = spec.request(id, seq, &mut out);
             conn.verifier.expect_with((intended, measured), |b| spec.reply(&out[line], b));
@@ -509,4 +536,37 @@ async fn churn(sh: &Shared, id: u64) -> Result<(), ConnError> {
     };
     sh.absorb(&mut batch);
     result
+}
+
+/// One malformed-header session: connect, send the header, shut down the write
+/// half (a cut header is refusable only then), and expect a close without a
+/// byte. A reset counts as a close: a receiver that closes with our bytes
+/// unread resets. An answer or no close within the timeout is an error.
+async fn malformed(sh: &Shared, id: u64, seq: u64) -> Result<(), ConnError> {
+    let n = sh.malformed.len() as u64;
+    let kind = sh.malformed[(sh.client(id, seq) % n) as usize];
+    let mut conn = {
+        let _permit = sh.connect_gate.acquire().await.ok();
+        Conn::new(sh.open(id, seq).await?, HOLD_READ_BUF)
+    };
+    match conn.write(&kind.bytes(), sh.timeout).await {
+        // Refused before the whole header was written: that is a close.
+        Err(ConnError::Reset) => return Ok(()),
+        other => other?,
+    }
+    // Closing our half only fails when the receiver already reset; the read says which.
+    let _ = conn.stream.shutdown().await;
+    let deadline = Instant::now() + sh.timeout;
+    match timeout_at(deadline, conn.stream.read(&mut conn.buf)).await {
+        Err(_) => Err(ConnError::ProxyNotClosed { kind: kind.name(), after: sh.timeout }),
+        Ok(Ok(0)) => Ok(()),
+        Ok(Ok(got)) => Err(ConnError::ProxyAnswered {
+            kind: kind.name(),
+            got: conn.buf[..got.min(super::verify::SHOWN_BYTES)].to_vec(),
+        }),
+        Ok(Err(e)) => match ConnError::from_io(e) {
+            ConnError::Reset => Ok(()),
+            other => Err(other),
+        },
+    }
 }

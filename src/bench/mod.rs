@@ -56,6 +56,8 @@ use std::time::{Duration, SystemTime};
 
 use thiserror::Error;
 
+use crate::net::proxy::{Malformed, SourceRange, Version};
+
 pub use report::Report;
 pub use run::{Interval, Observer, Progress, Started, run, run_with};
 pub use workload::{Workload, WorkloadError};
@@ -87,6 +89,9 @@ pub const DEFAULT_SHOW_ERRORS: usize = 5;
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
 /// Most agents one run may be split over.
 pub const MAX_SHARDS: u32 = 10_000;
+/// Synthetic clients for `--proxy-header` when none are given: RFC 2544's
+/// benchmarking network, so a log shows at once that the client was made up.
+pub const DEFAULT_PROXY_SOURCE: &str = "198.18.0.0/15:1024-65535";
 /// Furthest ahead a start time may be: beyond it, a typo is likelier than a plan.
 pub const MAX_START_DELAY: Duration = Duration::from_secs(24 * 3600);
 
@@ -161,6 +166,23 @@ pub struct Config {
     /// warm-up come before it), at most [`MAX_START_DELAY`] ahead; when it is
     /// already past, at once.
     pub start_at: Option<SystemTime>,
+    /// Send a PROXY protocol header first on every connection, each from its own
+    /// synthetic client ([`ProxyHeader`]); `None`: no header.
+    pub proxy: Option<ProxyHeader>,
+    /// Instead of requests, send these malformed PROXY headers (round robin over
+    /// the churn sessions), shut down the write half and expect the receiver to
+    /// close without a byte; only with [`Workload::Churn`].
+    pub proxy_malformed: Vec<Malformed>,
+}
+
+/// The PROXY protocol header each connection sends first (`--proxy-header`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyHeader {
+    /// v1 (text) or v2 (binary).
+    pub version: Version,
+    /// Synthetic client addresses: connection (or churn session) `i` claims to
+    /// come from `source.nth(i)`, `i` being unique across shards.
+    pub source: SourceRange,
 }
 
 impl Config {
@@ -187,6 +209,8 @@ impl Config {
             intervals: None,
             shard: None,
             start_at: None,
+            proxy: None,
+            proxy_malformed: Vec::new(),
         }
     }
 
@@ -220,6 +244,14 @@ impl Config {
                 || self.requests.is_some_and(|n| n < u64::from(sh.count))
             {
                 return Err(BenchError::ShardTooSmall(sh.count));
+            }
+        }
+        if !self.proxy_malformed.is_empty() {
+            if self.workload != Workload::Churn {
+                return Err(BenchError::MalformedNeedsChurn);
+            }
+            if self.proxy.is_some() {
+                return Err(BenchError::MalformedWithHeader);
             }
         }
         if let Some(at) = self.start_at {
@@ -272,6 +304,12 @@ pub enum BenchError {
     /// A step count out of range.
     #[error("--max-steps: {0} is not in 1..={max}", max = search::MAX_STEPS)]
     Steps(u32),
+    /// Malformed PROXY headers with a workload other than churn.
+    #[error("--proxy-malformed sends one header per connection: it runs with -w churn only")]
+    MalformedNeedsChurn,
+    /// Malformed PROXY headers and a valid one.
+    #[error("--proxy-malformed and --proxy-header exclude each other")]
+    MalformedWithHeader,
     /// The address is not `HOST:PORT`.
     #[error("not HOST:PORT: {0:?}")]
     Address(String),

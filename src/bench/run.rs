@@ -141,6 +141,9 @@ pub async fn run_with(config: &Config, observer: &mut dyn Observer) -> Result<Re
         held: Default::default(),
         stats: std::sync::Mutex::new(stats),
         errors: std::sync::Mutex::new(ErrorLog { limit: config.show_errors, ..Default::default() }),
+        total_connections: config.connections,
+        proxy: config.proxy.as_ref().map(|p| (p.version, p.source.clone())),
+        malformed: config.proxy_malformed.clone(),
     });
     let mut tasks = JoinSet::new();
     for id in first_id..first_id + connections {

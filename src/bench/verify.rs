@@ -60,6 +60,22 @@ pub enum ConnError {
         /// What was awaited (empty while waiting for a close).
         expected: Vec<u8>,
     },
+    /// A receiver answered a malformed PROXY header instead of closing.
+    #[error("malformed PROXY header ({kind}) answered: \"{}\"", esc(got))]
+    ProxyAnswered {
+        /// The malformed kind sent.
+        kind: &'static str,
+        /// The first bytes of the answer, up to [`SHOWN_BYTES`].
+        got: Vec<u8>,
+    },
+    /// A receiver kept a connection open after a malformed PROXY header.
+    #[error("malformed PROXY header ({kind}) not refused: no close within {} ms", after.as_millis())]
+    ProxyNotClosed {
+        /// The malformed kind sent.
+        kind: &'static str,
+        /// The timeout.
+        after: Duration,
+    },
     /// The connection could not be established.
     #[error("connect failed: {0}")]
     Connect(io::Error),
@@ -78,6 +94,8 @@ impl ConnError {
             ConnError::Closed => "closed",
             ConnError::Reset => "reset",
             ConnError::Timeout { .. } => "timeout",
+            ConnError::ProxyAnswered { .. } => "malformed PROXY header answered",
+            ConnError::ProxyNotClosed { .. } => "malformed PROXY header not refused",
             ConnError::Connect(_) => "connect failed",
             ConnError::Io(_) => "socket error",
         }

@@ -360,3 +360,6 @@ fn echo_workload_verifies_serve_configured_as_an_echo_server() {
 }
 
 mod distributed;
+#[cfg(feature = "interop")]
+mod haproxy;
+mod proxy;
