@@ -11,11 +11,15 @@
 //! Not for: starting the run, the clock or the report (see `mod.rs`).
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::time::{Instant, sleep_until, timeout_at};
@@ -145,6 +149,52 @@ pub struct Shared {
     pub proxy: Option<(Version, SourceRange)>,
     /// Malformed PROXY headers to send instead of churn sessions (empty: none).
     pub malformed: Vec<Malformed>,
+    /// TLS over every connection: the client configuration and the server name.
+    pub tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
+}
+
+/// A connection to the server: plain, or TLS over it.
+pub enum Stream {
+    /// Plain TCP.
+    Plain(TcpStream),
+    /// rustls over TCP (boxed: its buffers are large, the plain case is common).
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
 }
 
 /// Lock, ignoring poisoning: a panicked connection leaves counts that are still valid.
@@ -197,8 +247,23 @@ impl Shared {
     }
 
     /// Connect connection `id` (session `seq`) within the connect timeout, from
-    /// its source address, and send its PROXY header if there is one.
-    async fn open(&self, id: u64, seq: u64) -> Result<TcpStream, ConnError> {
+    /// its source address, send its PROXY header if there is one, then shake
+    /// hands over TLS if asked (bounded by `--timeout`).
+    async fn open(&self, id: u64, seq: u64) -> Result<Stream, ConnError> {
+        let stream = self.open_tcp(id, seq).await?;
+        match &self.tls {
+            None => Ok(Stream::Plain(stream)),
+            Some((config, name)) => {
+                let tls =
+                    crate::net::tls::handshake(stream, config.clone(), name.clone(), Some(self.timeout))
+                        .await?;
+                Ok(Stream::Tls(Box::new(tls)))
+            }
+        }
+    }
+
+    /// The TCP part of [`Shared::open`], within the connect timeout.
+    async fn open_tcp(&self, id: u64, seq: u64) -> Result<TcpStream, ConnError> {
         let source = if self.sources.is_empty() {
             None
         } else {
@@ -258,13 +323,13 @@ pub async fn run(sh: Arc<Shared>, id: u64) {
 
 /// A connection's socket, read buffer and expectations.
 struct Conn {
-    stream: TcpStream,
+    stream: Stream,
     buf: Vec<u8>,
     verifier: Verifier<(Instant, bool)>,
 }
 
 impl Conn {
-    fn new(stream: TcpStream, buf_size: usize) -> Self {
+    fn new(stream: Stream, buf_size: usize) -> Self {
         Conn { stream, buf: vec![0; buf_size], verifier: Verifier::new() }
     }
 

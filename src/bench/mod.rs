@@ -52,6 +52,7 @@ pub mod verify;
 pub mod workload;
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use thiserror::Error;
@@ -173,6 +174,21 @@ pub struct Config {
     /// the churn sessions), shut down the write half and expect the receiver to
     /// close without a byte; only with [`Workload::Churn`].
     pub proxy_malformed: Vec<Malformed>,
+    /// Speak TLS over every connection (after the PROXY header, if any); each
+    /// churn session is a full handshake. `None`: plain TCP.
+    pub tls: Option<Tls>,
+}
+
+/// TLS client settings of a run (`--tls`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tls {
+    /// Trust only the certificates in this PEM file instead of the system store.
+    pub cacert: Option<PathBuf>,
+    /// Accept any certificate (`-k`); handshake signatures are still verified.
+    pub insecure: bool,
+    /// The name sent (SNI) and checked against the certificate; `None`: the
+    /// host of [`Config::addr`].
+    pub sni: Option<String>,
 }
 
 /// The PROXY protocol header each connection sends first (`--proxy-header`).
@@ -211,6 +227,7 @@ impl Config {
             start_at: None,
             proxy: None,
             proxy_malformed: Vec::new(),
+            tls: None,
         }
     }
 
@@ -310,6 +327,9 @@ pub enum BenchError {
     /// Malformed PROXY headers and a valid one.
     #[error("--proxy-malformed and --proxy-header exclude each other")]
     MalformedWithHeader,
+    /// The TLS settings cannot be used (an unreadable `--cacert`, a bad name).
+    #[error("--tls: {0}")]
+    Tls(String),
     /// The address is not `HOST:PORT`.
     #[error("not HOST:PORT: {0:?}")]
     Address(String),

@@ -76,6 +76,9 @@ pub enum ConnError {
         /// The timeout.
         after: Duration,
     },
+    /// The TLS handshake failed: a rejected certificate, an alert, a timeout.
+    #[error(transparent)]
+    Tls(#[from] crate::net::tls::HandshakeError),
     /// The connection could not be established.
     #[error("connect failed: {0}")]
     Connect(io::Error),
@@ -96,6 +99,9 @@ impl ConnError {
             ConnError::Timeout { .. } => "timeout",
             ConnError::ProxyAnswered { .. } => "malformed PROXY header answered",
             ConnError::ProxyNotClosed { .. } => "malformed PROXY header not refused",
+            ConnError::Tls(crate::net::tls::HandshakeError::Certificate { .. }) => "TLS certificate rejected",
+            ConnError::Tls(crate::net::tls::HandshakeError::TimedOut { .. }) => "TLS handshake timed out",
+            ConnError::Tls(_) => "TLS handshake failed",
             ConnError::Connect(_) => "connect failed",
             ConnError::Io(_) => "socket error",
         }

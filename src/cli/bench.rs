@@ -182,6 +182,21 @@ pub struct BenchArgs {
     #[arg(long, value_name = "KIND|all", value_parser = parse_malformed,
           conflicts_with = "proxy_header", help_heading = "PROXY protocol")]
     pub proxy_malformed: Option<Malformed>,
+
+    /// Speak TLS over every connection (after the PROXY header): the server's
+    /// certificate is verified against the system's roots (or --cacert) and
+    /// the host name. Each churn session is a full handshake.
+    #[arg(long, help_heading = "TLS")]
+    pub tls: bool,
+    /// Trust only the CA certificates in this PEM file.
+    #[arg(long, value_name = "FILE", requires = "tls", help_heading = "TLS")]
+    pub cacert: Option<PathBuf>,
+    /// Do not verify the server's certificate (its handshake signature still is).
+    #[arg(short = 'k', long, requires = "tls", help_heading = "TLS")]
+    pub insecure: bool,
+    /// Name for SNI and for checking the certificate, instead of the host of ADDR.
+    #[arg(long, value_name = "NAME", requires = "tls", help_heading = "TLS")]
+    pub sni: Option<String>,
 }
 
 /// Malformed PROXY header kinds to send (`--proxy-malformed`).
@@ -347,6 +362,11 @@ impl BenchArgs {
         c.proxy = self
             .proxy_header
             .map(|version| bench::ProxyHeader { version, source: self.proxy_source.clone() });
+        c.tls = self.tls.then(|| bench::Tls {
+            cacert: self.cacert.clone(),
+            insecure: self.insecure,
+            sni: self.sni.clone(),
+        });
         c.proxy_malformed = self.proxy_malformed.as_ref().map(|m| m.0.clone()).unwrap_or_default();
         if let Some(shard) = self.shard {
             let index = match shard.index {

@@ -363,3 +363,4 @@ mod distributed;
 #[cfg(feature = "interop")]
 mod haproxy;
 mod proxy;
+mod tls;
