@@ -516,3 +516,182 @@ fn serve_and_bench_agree_on_every_reply_template() {
         assert_eq!(j["verified"], 50, "{template}: {j}");
     }
 }
+
+#[test]
+fn proxy_protocol_logs_the_client_beside_the_balancer_and_refuses_a_missing_header() {
+    let mut p = Proc::start(&["--proxy-protocol"]);
+    // v1, then the conversation.
+    let mut s = StdStream::connect(p.addr).unwrap();
+    s.set_read_timeout(Some(LIMIT)).unwrap();
+    s.write_all(b"PROXY TCP4 203.0.113.7 192.0.2.1 51234 9999\r\nMichael\nexit\n").unwrap();
+    assert_eq!(std_read_to_end(&mut s), b"Welcome!\nHello, Michael!\n");
+    let line = p.wait_log(|v| v["message"] == "closed");
+    assert_eq!(line["client"], "203.0.113.7:51234", "{line}");
+    assert_eq!(line["client_local"], "192.0.2.1:9999", "{line}");
+    assert_eq!(line["peer"], s.local_addr().unwrap().to_string(), "{line}");
+    // v2 with a UNIQUE_ID TLV, as HAProxy's send-proxy-v2 sends it.
+    let addrs: ppp::v2::Addresses = (
+        "[2001:db8::1]:4000".parse::<SocketAddr>().unwrap(),
+        "[2001:db8::2]:9999".parse::<SocketAddr>().unwrap(),
+    )
+        .into();
+    let header = ppp::v2::Builder::with_addresses(
+        ppp::v2::Version::Two | ppp::v2::Command::Proxy,
+        ppp::v2::Protocol::Stream,
+        addrs,
+    )
+    .write_tlv(ppp::v2::Type::UniqueId, b"req-42")
+    .unwrap()
+    .build()
+    .unwrap();
+    let mut s = StdStream::connect(p.addr).unwrap();
+    s.set_read_timeout(Some(LIMIT)).unwrap();
+    s.write_all(&[&header[..], b"Tracy\nexit\n"].concat()).unwrap();
+    assert_eq!(std_read_to_end(&mut s), b"Welcome!\nHello, Tracy!\n");
+    let line = p.wait_log(|v| v["message"] == "closed");
+    assert_eq!(
+        (line["client"].as_str(), line["unique_id"].as_str()),
+        (Some("[2001:db8::1]:4000"), Some("req-42"))
+    );
+    // No header: closed before a byte is sent, logged with the reason.
+    let mut s = StdStream::connect(p.addr).unwrap();
+    s.set_read_timeout(Some(LIMIT)).unwrap();
+    s.write_all(b"Michael\nexit\nmore bytes\n").unwrap();
+    assert_closed_without_a_byte(&mut s);
+    let line = p.wait_log(|v| v["message"] == "closed");
+    assert_eq!(
+        (line["level"].as_str(), line["reason"].as_str()),
+        (Some("WARN"), Some("proxy header: no PROXY header"))
+    );
+}
+
+/// The server closed (a reset is fine: it refused a peer whose bytes it did
+/// not read) without sending anything.
+fn assert_closed_without_a_byte(s: &mut StdStream) {
+    let mut out = Vec::new();
+    match s.read_to_end(&mut out) {
+        Ok(_) => assert!(out.is_empty(), "{out:?}"),
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+    }
+}
+
+#[test]
+fn proxy_trusted_refuses_a_header_from_any_other_peer() {
+    let mut p = Proc::start(&["--proxy-protocol", "--proxy-trusted", "192.0.2.0/24"]);
+    let mut s = StdStream::connect(p.addr).unwrap();
+    s.set_read_timeout(Some(LIMIT)).unwrap();
+    s.write_all(b"PROXY TCP4 203.0.113.7 192.0.2.1 51234 9999\r\nMichael\n").unwrap();
+    assert_closed_without_a_byte(&mut s);
+    let line = p.wait_log(|v| v["message"] == "closed");
+    assert_eq!(line["reason"], "proxy header: untrusted peer", "{line}");
+}
+
+/// `GET path` on `addr`, the whole response.
+fn http_get(addr: &str, path: &str) -> String {
+    let mut s = StdStream::connect(addr).unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).unwrap();
+    String::from_utf8(std_read_to_end(&mut s)).unwrap()
+}
+
+#[test]
+fn metrics_are_scraped_in_prometheus_text() {
+    let mut p = Proc::start(&["--metrics", "127.0.0.1:0", "--max-connections", "1"]);
+    let metrics = p.wait_log(|v| v["message"] == "metrics")["addr"].as_str().unwrap().to_string();
+    let mut held = StdStream::connect(p.addr).unwrap();
+    held.write_all(b"a\nb\n").unwrap();
+    let mut got = [0; 9 + 20];
+    held.set_read_timeout(Some(LIMIT)).unwrap();
+    held.read_exact(&mut got).unwrap();
+    // Over the limit of one: told busy.
+    let mut busy = StdStream::connect(p.addr).unwrap();
+    assert_eq!(std_read_to_end(&mut busy), b"ERR server busy\n");
+    let _ = p.wait_log(|v| v["reason"] == "busy");
+    let text = http_get(&metrics, "/metrics");
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    for want in
+        ["tcpkit_connections_open 1", "tcpkit_busy_refusals_total 1", "tcpkit_connections_accepted_total 1"]
+    {
+        assert!(text.contains(want), "{want} not in {text}");
+    }
+    held.write_all(b"exit\n").unwrap();
+    assert_eq!(std_read_to_end(&mut held), b"");
+    let _ = p.wait_log(|v| v["reason"] == "quit");
+    let text = http_get(&metrics, "/metrics");
+    for want in [
+        "tcpkit_connections_open 0",
+        "tcpkit_connections_closed_total{reason=\"quit\"} 1",
+        "tcpkit_lines_total 2",
+        "tcpkit_received_bytes_total 9",
+        "tcpkit_sent_bytes_total 29",
+        "tcpkit_connection_duration_seconds_count 1",
+    ] {
+        assert!(text.contains(want), "{want} not in {text}");
+    }
+    assert!(http_get(&metrics, "/other").starts_with("HTTP/1.1 404"));
+}
+
+#[test]
+fn reuse_port_lets_a_second_server_share_the_port_and_take_over() {
+    let mut first = Proc::start(&["--reuse-port"]);
+    let port = first.addr.to_string();
+    let listen = ["serve", "--listen", &port, "--log-format", "json"];
+    // Without the option on both, the port is taken.
+    let out = tcpkit().args(listen).stdin(Stdio::null()).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("in use"), "{out:?}");
+    let child = tcpkit()
+        .args(listen)
+        .arg("--reuse-port")
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let second = Proc::from_child(child);
+    assert_eq!(second.addr, first.addr);
+    first.signal("TERM");
+    assert_eq!(first.wait_exit().code(), Some(0));
+    // The port still answers: the second server serves.
+    let mut s = StdStream::connect(first.addr).unwrap();
+    s.write_all(b"still\nexit\n").unwrap();
+    assert_eq!(std_read_to_end(&mut s), b"Welcome!\nHello, still!\n");
+}
+
+#[test]
+fn socket_activation_serves_the_inherited_listener_and_notifies_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let notify_path = dir.path().join("notify");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    notify.set_read_timeout(Some(LIMIT)).unwrap();
+    // What systemd does: a listening socket at descriptor 3, LISTEN_FDS=1 and
+    // LISTEN_PID set to the server's pid (python keeps its pid across exec).
+    let script = "import os, socket, sys\n\
+                  s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(16)\n\
+                  os.dup2(s.fileno(), 3); os.set_inheritable(3, True)\n\
+                  os.environ['LISTEN_FDS'] = '1'; os.environ['LISTEN_PID'] = str(os.getpid())\n\
+                  os.execv(sys.argv[1], [sys.argv[1], 'serve', '--listen', '127.0.0.1:1', '--log-format', 'json'])\n";
+    let child = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(crate::util::tcpkit_bin())
+        .env("NOTIFY_SOCKET", &notify_path)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut p = Proc::from_child(child);
+    // Not the --listen address: the inherited one.
+    assert_ne!(p.addr.port(), 1);
+    let mut buf = [0; 256];
+    let n = notify.recv(&mut buf).expect("sd_notify message");
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("READY=1"));
+    let mut s = StdStream::connect(p.addr).unwrap();
+    s.write_all(b"systemd\nexit\n").unwrap();
+    assert_eq!(std_read_to_end(&mut s), b"Welcome!\nHello, systemd!\n");
+    p.signal("TERM");
+    assert_eq!(p.wait_exit().code(), Some(0));
+}
+
+#[cfg(feature = "interop")]
+mod deploy;
+#[cfg(feature = "interop")]
+mod haproxy;
+mod restart;

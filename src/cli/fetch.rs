@@ -68,6 +68,15 @@ pub struct FetchArgs {
     #[arg(long = "data-binary", value_name = "DATA", conflicts_with = "data")]
     pub data_binary: Option<String>,
 
+    /// Upload FILE with PUT (streamed; `Expect: 100-continue` from 1 MiB); a URL
+    /// ending in `/` gets the file's name appended.
+    #[arg(short = 'T', long = "upload-file", value_name = "FILE", conflicts_with_all = ["data", "data_binary", "head"])]
+    pub upload_file: Option<PathBuf>,
+
+    /// How long an upload waits for `100 Continue` before sending the body anyway.
+    #[arg(long = "expect100-timeout", value_name = "SECS", default_value = "1", value_parser = super::duration::parse_duration)]
+    pub expect100_timeout: std::time::Duration,
+
     /// Add or replace a header (`Name: value`), remove one (`Name:`), or send one
     /// empty (`Name;`). Repeatable.
     #[arg(short = 'H', long = "header", value_name = "HEADER")]
@@ -77,6 +86,36 @@ pub struct FetchArgs {
     /// without `:PASSWORD` is an error).
     #[arg(short = 'u', long = "user", value_name = "USER:PASSWORD")]
     pub user: Option<String>,
+
+    /// Use this HTTP proxy (`http://[user:password@]host[:port]`, port 1080 by
+    /// default); without -x, `http_proxy` / `https_proxy` (or `HTTPS_PROXY`) apply.
+    #[arg(short = 'x', long = "proxy", value_name = "URL")]
+    pub proxy: Option<String>,
+
+    /// Tunnel plain http through the proxy with CONNECT too (https always is).
+    #[arg(short = 'p', long = "proxytunnel")]
+    pub proxytunnel: bool,
+
+    /// Hosts (comma-separated; `*` = all) reached without the proxy; overrides `no_proxy`.
+    #[arg(long = "noproxy", value_name = "LIST")]
+    pub noproxy: Option<String>,
+
+    /// Try a failed transfer N more times when the failure is transient (a timeout,
+    /// HTTP 408, 429, 500, 502, 503, 504); a partial FILE.part is resumed.
+    #[arg(long = "retry", value_name = "N", default_value_t = 0)]
+    pub retry: u32,
+
+    /// Wait SECS between attempts (default: 1 s, doubling; a Retry-After wins).
+    #[arg(long = "retry-delay", value_name = "SECS", value_parser = super::duration::parse_duration)]
+    pub retry_delay: Option<std::time::Duration>,
+
+    /// Start no new attempt after SECS since the first.
+    #[arg(long = "retry-max-time", value_name = "SECS", value_parser = super::duration::parse_duration)]
+    pub retry_max_time: Option<std::time::Duration>,
+
+    /// With --retry, try again after any error.
+    #[arg(long = "retry-all-errors")]
+    pub retry_all_errors: bool,
 
     /// Follow redirects (301, 302, 303, 307, 308).
     #[arg(short = 'L', long = "location")]
@@ -173,14 +212,25 @@ pub struct FetchArgs {
 impl FetchArgs {
     /// The transfer these flags ask for; contradictions are usage errors (exit 2).
     pub fn config(&self) -> Result<Config, FetchError> {
-        let url = policy::parse_url(&self.url)?;
-        let body = self.body()?;
+        let mut url = policy::parse_url(&self.url)?;
+        if let (Some(file), true) = (&self.upload_file, url.path().ends_with('/')) {
+            // As curl: `-T f http://h/dir/` uploads to http://h/dir/f.
+            let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            if let Ok(mut segments) = url.path_segments_mut() {
+                segments.pop_if_empty().push(&name);
+            }
+        }
+        let body = match &self.upload_file {
+            Some(file) => Some(Body::file(file.clone())?),
+            None => self.body()?,
+        };
         if self.head && body.is_some() {
             return Err(FetchError::Usage("-I sends HEAD, which carries no body: drop -d".into()));
         }
         let method = match (&self.request, self.head, &body) {
             (Some(m), _, _) => m.clone(),
             (None, true, _) => "HEAD".into(),
+            (None, false, Some(_)) if self.upload_file.is_some() => "PUT".into(),
             (None, false, Some(_)) => "POST".into(),
             (None, false, None) => "GET".into(),
         };
@@ -212,9 +262,17 @@ impl FetchArgs {
         }
         let mut cfg = Config::new(url);
         cfg.user = self.user.clone();
+        cfg.expect_timeout = self.expect100_timeout;
+        cfg.retry = fetch::config::Retry {
+            count: self.retry,
+            delay: self.retry_delay,
+            max_time: self.retry_max_time.filter(|d| !d.is_zero()),
+            all_errors: self.retry_all_errors,
+        };
+        self.proxies(&mut cfg)?;
         cfg.method = method;
         // Both -d and --data-binary are forms unless -H says otherwise, as in curl.
-        cfg.form = body.is_some();
+        cfg.form = body.is_some() && self.upload_file.is_none();
         cfg.body = body;
         cfg.edits = edits;
         cfg.resume = resume;
@@ -242,6 +300,40 @@ impl FetchArgs {
         cfg.output = output;
         cfg.fail = self.fail;
         Ok(cfg)
+    }
+
+    /// `-x`, or the environment as curl reads it (`http_proxy` lowercase only, since
+    /// `HTTP_PROXY` can be set by a CGI request; `https_proxy` or `HTTPS_PROXY`;
+    /// `no_proxy` or `NO_PROXY`), and `--noproxy`.
+    fn proxies(&self, cfg: &mut Config) -> Result<(), FetchError> {
+        let env = |names: &[&str]| names.iter().find_map(|n| std::env::var(n).ok()).filter(|v| !v.is_empty());
+        let parse = |text: String| -> Result<url::Url, FetchError> {
+            let with_scheme = if text.contains("://") { text.clone() } else { format!("http://{text}") };
+            let url = url::Url::parse(&with_scheme)
+                .map_err(|e| FetchError::Url { url: text.clone(), reason: e.to_string() })?;
+            if url.scheme() != "http" || url.host_str().is_none_or(str::is_empty) {
+                return Err(FetchError::Usage(format!(
+                    "proxy {text}: only http://host[:port] proxies are supported"
+                )));
+            }
+            Ok(url)
+        };
+        match &self.proxy {
+            Some(p) if p.is_empty() => {}
+            Some(p) => {
+                let proxy = parse(p.clone())?;
+                (cfg.http_proxy, cfg.https_proxy) = (Some(proxy.clone()), Some(proxy));
+            }
+            None => {
+                cfg.http_proxy = env(&["http_proxy"]).map(parse).transpose()?;
+                cfg.https_proxy = env(&["https_proxy", "HTTPS_PROXY"]).map(parse).transpose()?;
+            }
+        }
+        let no_proxy = self.noproxy.clone().or_else(|| env(&["no_proxy", "NO_PROXY"])).unwrap_or_default();
+        cfg.no_proxy =
+            no_proxy.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
+        cfg.proxy_tunnel = self.proxytunnel;
+        Ok(())
     }
 
     /// The `-w` format: as given, or `@FILE` (`@-`: stdin) read from a file, as curl.
@@ -321,7 +413,15 @@ impl FetchArgs {
         };
         let cfg = self.config().map_err(|e| failure(&e, String::new()))?;
         let write_out = self.write_out_format().map_err(|e| failure(&e, String::new()))?;
-        let outcome = fetch::Client::new(cfg.clone()).run();
+        let outcome = fetch::Client::new(cfg.clone()).run_with(|err, delay, left| {
+            if show_errors {
+                let s = if left == 1 { "y" } else { "ies" };
+                to_stderr(&format!(
+                    "tcpkit: warning: {err}: will retry in {:.3} s, {left} retr{s} left\n",
+                    delay.as_secs_f64()
+                ));
+            }
+        });
         let hint = match &outcome.partial {
             // Decoded bytes cannot be resumed: `-C -` refuses --compressed.
             Some((part, len)) if cfg.compressed => {
@@ -372,6 +472,10 @@ pub fn exit_code(err: &FetchError) -> u8 {
         FetchError::Connect(ConnectError::Resolve { .. } | ConnectError::NoAddress { .. }) => 6,
         FetchError::Connect(ConnectError::TimedOut { .. }) => 28,
         FetchError::Connect(_) => 7,
+        FetchError::ProxyConnect(ConnectError::Resolve { .. } | ConnectError::NoAddress { .. }) => 5,
+        FetchError::ProxyConnect(ConnectError::TimedOut { .. }) => 28,
+        FetchError::ProxyConnect(_) => 7,
+        FetchError::Proxy { .. } => 56,
         FetchError::WeirdReply(_) => 8,
         FetchError::PartialHead { .. } => 18,
         FetchError::Http(e) => match e {
@@ -387,7 +491,7 @@ pub fn exit_code(err: &FetchError) -> u8 {
             | Http1Error::ChunkSizeOverflow { .. }
             | Http1Error::BadChunk { .. } => 56,
         },
-        FetchError::HttpStatus { .. } => 22,
+        FetchError::HttpStatus { .. } | FetchError::TransientStatus { .. } => 22,
         FetchError::Write { .. } | FetchError::Decode(DecodeError::Write(_)) => 23,
         FetchError::ReadFile { .. } => 26,
         FetchError::Timeout { .. } => 28,
@@ -573,7 +677,10 @@ mod tests {
             (2, FetchError::Usage("u".into())),
             (2, http(Http1Error::InvalidRequest { reason: "r".into() })),
             (3, FetchError::Url { url: "u".into(), reason: "r".into() }),
+            (5, FetchError::ProxyConnect(ConnectError::Resolve { host: "p".into(), source: io_err() })),
             (6, FetchError::Connect(ConnectError::Resolve { host: "h".into(), source: io_err() })),
+            (7, FetchError::ProxyConnect(ConnectError::Refused { addr })),
+            (56, FetchError::Proxy { reason: "CONNECT tunnel failed, response 403".into() }),
             (7, FetchError::Connect(ConnectError::Refused { addr })),
             (8, http(Http1Error::InvalidHead { offset: 0, reason: "r".into() })),
             (8, http(Http1Error::HeadTooLarge { limit: 1 })),

@@ -82,6 +82,26 @@ pub struct ServeArgs {
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=serve::MAX_THREADS as u64))]
     pub threads: usize,
 
+    /// Expect a PROXY protocol header (v1 or v2, HAProxy's spec) first on
+    /// every connection, as sent by a load balancer; the log line then shows
+    /// the client's addresses beside the balancer's. Never auto-detected.
+    #[arg(long)]
+    pub proxy_protocol: bool,
+
+    /// Peers allowed to send a PROXY header (CIDR; repeat for several); a
+    /// connection from any other is closed. Default: loopback.
+    #[arg(long, value_name = "CIDR", requires = "proxy_protocol")]
+    pub proxy_trusted: Vec<serve::proxy::Cidr>,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9100).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
+
+    /// Set SO_REUSEPORT, so several servers can listen on one port (for a
+    /// restart without downtime: start the new one, then SIGTERM the old).
+    #[arg(long)]
+    pub reuse_port: bool,
+
     /// Log warnings and errors only (no per-connection lines).
     #[arg(short, long, conflicts_with = "verbose")]
     pub quiet: bool,
@@ -109,6 +129,15 @@ impl ServeArgs {
             idle_timeout: (!self.idle_timeout.is_zero()).then_some(self.idle_timeout),
             shutdown_timeout: self.shutdown_timeout,
             threads: self.threads,
+            metrics: self.metrics,
+            reuse_port: self.reuse_port,
+            proxy_protocol: self.proxy_protocol.then(|| {
+                if self.proxy_trusted.is_empty() {
+                    serve::proxy::default_trusted()
+                } else {
+                    self.proxy_trusted.clone()
+                }
+            }),
         }
     }
 }
@@ -133,7 +162,12 @@ fn run(args: ServeArgs) -> Result<(), Failure> {
     // The runtime exists before bind, so its descriptors are counted in the
     // server's reserve.
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| fail(&e))?;
-    let server = Server::bind(&config).map_err(|e| fail(&e))?;
+    // Under systemd socket activation the listeners are handed over
+    // (LISTEN_FDS) and --listen is not used: they outlive this process.
+    let inherited = systemd_listeners().map_err(|e| fail(&e))?;
+    let activated = !inherited.is_empty();
+    let server = if activated { Server::with_listeners(&config, inherited) } else { Server::bind(&config) }
+        .map_err(|e| fail(&e))?;
     rt.block_on(async {
         // Handlers first: once "listening" is logged, a supervisor may signal.
         let shutdown = CancellationToken::new();
@@ -142,7 +176,10 @@ fn run(args: ServeArgs) -> Result<(), Failure> {
             Err(e) => warn!(error = %e, "cannot install signal handlers; stop the server with SIGKILL"),
         }
         for addr in server.local_addrs() {
-            info!(%addr, "listening");
+            info!(%addr, activated, "listening");
+        }
+        if let Some(addr) = server.metrics_addr() {
+            info!(%addr, "metrics");
         }
         let c = server.capacity();
         info!(
@@ -162,10 +199,26 @@ fn run(args: ServeArgs) -> Result<(), Failure> {
                  in the backlog instead of being told busy; lower it or raise ulimit -n"
             );
         }
+        // Tell systemd (Type=notify) we serve; without NOTIFY_SOCKET a no-op.
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
         let t = server.run(shutdown).await.map_err(|e| fail(&e))?;
         info!(served = t.served, busy = t.busy, cut = t.cut, "stopped");
         Ok(())
     })
+}
+
+/// The TCP listeners systemd passed (`LISTEN_FDS`, `LISTEN_PID` this
+/// process), in order; none when not socket-activated.
+fn systemd_listeners() -> std::io::Result<Vec<std::net::TcpListener>> {
+    let mut fds = listenfd::ListenFd::from_env();
+    let mut listeners = Vec::new();
+    for i in 0..fds.len() {
+        match fds.take_tcp_listener(i)? {
+            Some(l) => listeners.push(l),
+            None => warn!(index = i, "socket activation: descriptor is not a TCP listener; ignored"),
+        }
+    }
+    Ok(listeners)
 }
 
 /// SIGINT and SIGTERM, watched from start-up on.
@@ -184,6 +237,7 @@ impl Signals {
     async fn watch(mut self, shutdown: CancellationToken) {
         tokio::select! { _ = self.int.recv() => {}, _ = self.term.recv() => {} }
         info!("shutting down: no new connections; answering what has arrived");
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
         shutdown.cancel();
         tokio::select! { _ = self.int.recv() => {}, _ = self.term.recv() => {} }
         warn!("second signal: exiting now");

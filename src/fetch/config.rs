@@ -26,6 +26,28 @@ pub const DEFAULT_MAX_INTERIM: u32 = 100;
 /// The socket read buffer the body streams through: the transfer's memory.
 pub const DEFAULT_BUFFER_SIZE: usize = 256 * 1024;
 
+/// Uploads from this size on ask `Expect: 100-continue` first (curl's threshold: 1 MiB).
+pub const DEFAULT_EXPECT_100_AFTER: u64 = 1 << 20;
+/// How long an `Expect: 100-continue` upload waits for the go-ahead (curl's default).
+pub const DEFAULT_EXPECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Most delay between two attempts of `--retry` (curl's cap on its back-off too).
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(600);
+
+/// When and how a failed transfer is tried again (curl's `--retry` family).
+#[derive(Debug, Clone, Default)]
+pub struct Retry {
+    /// Attempts after the first (0: no retry).
+    pub count: u32,
+    /// A fixed delay between attempts; `None`: 1 s, doubling, at most [`MAX_RETRY_DELAY`]
+    /// (a `Retry-After` of a 429 or 503 wins over both).
+    pub delay: Option<Duration>,
+    /// No new attempt starts after this long since the first (`None`: no bound).
+    pub max_time: Option<Duration>,
+    /// Retry after any error, not only transient ones (timeouts, 408, 429, 5xx).
+    pub all_errors: bool,
+}
+
 /// One transfer: the request, where the body goes, and the bounds.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -53,6 +75,15 @@ pub struct Config {
     pub follow: bool,
     /// Redirects followed before [`super::FetchError::TooManyRedirects`].
     pub max_redirs: u32,
+    /// The HTTP proxy for http URLs (`-x`, or `http_proxy` read by the CLI).
+    pub http_proxy: Option<Url>,
+    /// The HTTP proxy for https URLs, always through a `CONNECT` tunnel.
+    pub https_proxy: Option<Url>,
+    /// Hosts reached directly, never through a proxy: a name matches itself and its
+    /// subdomains (a leading dot is ignored); `*` matches every host.
+    pub no_proxy: Vec<String>,
+    /// Tunnel http through the proxy with `CONNECT` too (`-p`).
+    pub proxy_tunnel: bool,
     /// Address families allowed (`-4`, `-6`).
     pub family: Family,
     /// Bound on resolving, connecting and the TLS handshake of each connection.
@@ -77,6 +108,12 @@ pub struct Config {
     pub dump: Option<PathBuf>,
     /// Write the connection, request and response heads to stderr (`-v`).
     pub verbose: bool,
+    /// A file body of at least this many bytes is sent with `Expect: 100-continue`.
+    pub expect_100_after: u64,
+    /// How long to wait for `100 Continue` before sending the body anyway.
+    pub expect_timeout: Duration,
+    /// Try again after a transient failure.
+    pub retry: Retry,
     /// Draw a progress bar on stderr while the body goes to a file.
     pub progress: bool,
     /// A status of 400 or more is [`super::FetchError::HttpStatus`], with no body (`-f`).
@@ -84,6 +121,21 @@ pub struct Config {
 }
 
 impl Config {
+    /// The proxy for `url`, if one applies: by scheme, unless `no_proxy` names the host.
+    pub fn proxy_for(&self, url: &Url) -> Option<&Url> {
+        let proxy =
+            if url.scheme() == "https" { self.https_proxy.as_ref() } else { self.http_proxy.as_ref() }?;
+        let host = url.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
+        let bypass = self.no_proxy.iter().map(|n| n.trim().trim_start_matches('.')).any(|n| {
+            n == "*"
+                || host.eq_ignore_ascii_case(n)
+                || (host.len() > n.len()
+                    && host.as_bytes()[host.len() - n.len() - 1] == b'.'
+                    && host[host.len() - n.len()..].eq_ignore_ascii_case(n))
+        });
+        (!bypass).then_some(proxy)
+    }
+
     /// A GET of `url` to stdout with every default.
     pub fn new(url: Url) -> Config {
         Config {
@@ -98,6 +150,10 @@ impl Config {
             include: false,
             follow: false,
             max_redirs: DEFAULT_MAX_REDIRS,
+            http_proxy: None,
+            https_proxy: None,
+            no_proxy: Vec::new(),
+            proxy_tunnel: false,
             family: Family::Any,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             max_time: None,
@@ -110,6 +166,9 @@ impl Config {
             splice: true,
             dump: None,
             verbose: false,
+            expect_100_after: DEFAULT_EXPECT_100_AFTER,
+            expect_timeout: DEFAULT_EXPECT_TIMEOUT,
+            retry: Retry::default(),
             progress: false,
             fail: false,
         }

@@ -67,6 +67,15 @@ pub enum FetchError {
     /// protocol switch (exit 8, curl's "weird server reply").
     #[error("weird server reply: {0}")]
     WeirdReply(String),
+    /// The proxy could not be resolved (exit 5) or connected to (exit 7).
+    #[error("proxy: {0}")]
+    ProxyConnect(ConnectError),
+    /// The proxy refused or broke the `CONNECT` tunnel (exit 56).
+    #[error("proxy: {reason}")]
+    Proxy {
+        /// What went wrong.
+        reason: String,
+    },
     /// The connection closed inside a response head.
     #[error("connection closed inside a response head after {received} bytes")]
     PartialHead {
@@ -82,6 +91,15 @@ pub enum FetchError {
     /// `--compressed`: the body could not be decoded (exit 61, 23 for a write error).
     #[error(transparent)]
     Decode(#[from] DecodeError),
+    /// With retries left: a status worth another attempt (408, 429, 500, 502, 503, 504),
+    /// and the `Retry-After` it gave, in seconds.
+    #[error("transient HTTP status {status}")]
+    TransientStatus {
+        /// The status code.
+        status: u16,
+        /// `Retry-After`, when given in seconds.
+        retry_after: Option<u64>,
+    },
     /// `-f` and a status of 400 or more (exit 22).
     #[error("the requested URL returned error: {status}")]
     HttpStatus {

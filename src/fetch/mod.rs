@@ -25,7 +25,8 @@
 //! # Ok::<(), tcpkit::fetch::FetchError>(())
 //! ```
 //!
-//! Not for: HTTP/2, keep-alive or connection reuse, cookies, proxies, auth schemes.
+//! Not for: HTTP/2, keep-alive or connection reuse, cookies, SOCKS proxies, auth
+//! schemes other than Basic.
 pub mod config;
 pub mod decode;
 pub mod error;
@@ -50,6 +51,19 @@ pub use metrics::Metrics;
 pub use transfer::{Outcome, Transfer};
 pub use upload::Body;
 
+use std::time::Duration;
+
+/// An error worth another attempt without `--retry-all-errors`: a timeout, or a
+/// transient HTTP status (408, 429, 5xx), as curl judges.
+pub fn is_transient(err: &FetchError) -> bool {
+    matches!(
+        err,
+        FetchError::Timeout { .. }
+            | FetchError::Connect(crate::net::ConnectError::TimedOut { .. })
+            | FetchError::TransientStatus { .. }
+    )
+}
+
 /// Runs transfers of one [`Config`].
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -73,11 +87,62 @@ impl Client {
     }
 
     /// Run one transfer to its end on a current-thread runtime of its own (a single
-    /// transfer gains nothing from more threads, and start-up stays short).
+    /// transfer gains nothing from more threads, and start-up stays short), with the
+    /// retries the config asks for.
     pub fn run(&self) -> Outcome {
-        match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-            Ok(rt) => rt.block_on(self.transfer().run()),
-            Err(e) => Outcome { result: Err(FetchError::Runtime(e)), metrics: Metrics::new(), partial: None },
+        self.run_with(|_, _, _| {})
+    }
+
+    /// [`Client::run`], calling `before_retry(error, delay, retries_left)` before each
+    /// new attempt (the command line prints curl's warning there).
+    pub fn run_with(&self, mut before_retry: impl FnMut(&FetchError, Duration, u32)) -> Outcome {
+        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => {
+                return Outcome {
+                    result: Err(FetchError::Runtime(e)),
+                    metrics: Metrics::new(),
+                    partial: None,
+                };
+            }
+        };
+        let retry = &self.config.retry;
+        let started = std::time::Instant::now();
+        let mut config = self.config.clone();
+        let mut left = retry.count;
+        let mut backoff = Duration::from_secs(1);
+        // A retry fits when the next delay (the fixed one, or the back-off) still
+        // starts within max_time.
+        let fits = |delay: Duration| retry.max_time.is_none_or(|max| started.elapsed() + delay <= max);
+        loop {
+            let guess = retry.delay.unwrap_or(backoff);
+            let may_retry = left > 0 && fits(guess);
+            let outcome = rt.block_on(Transfer::new(&config).retry_transient_status(may_retry).run());
+            let Err(err) = &outcome.result else { return outcome };
+            if !may_retry || !(retry.all_errors || is_transient(err)) {
+                return outcome;
+            }
+            let delay = match (err, retry.delay) {
+                (FetchError::TransientStatus { retry_after: Some(s), .. }, _) => Duration::from_secs(*s),
+                (_, Some(fixed)) => fixed,
+                _ => backoff,
+            }
+            .min(config::MAX_RETRY_DELAY);
+            if !fits(delay) {
+                // A Retry-After past max_time: the answer is this response, so ask
+                // once more without retrying (the transient status is not an error).
+                let last = Transfer::new(&config).run();
+                return rt.block_on(last);
+            }
+            left -= 1;
+            before_retry(err, delay, left + 1);
+            backoff = (backoff * 2).min(config::MAX_RETRY_DELAY);
+            // What the failed attempt kept in FILE.part is resumed when the server
+            // allows ranges (decoded bytes are not: -C - refuses --compressed).
+            if outcome.partial.is_some() && !config.compressed {
+                config.resume = true;
+            }
+            rt.block_on(async { tokio::time::sleep(delay).await });
         }
     }
 }

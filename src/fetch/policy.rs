@@ -38,6 +38,16 @@ pub fn target(url: &Url) -> &str {
     &url[Position::BeforePath..Position::AfterQuery]
 }
 
+/// The request target for a forward proxy: the absolute URL without userinfo and
+/// fragment.
+pub fn absolute_target(url: &Url) -> String {
+    let mut bare = url.clone();
+    let _ = bare.set_username("");
+    let _ = bare.set_password(None);
+    bare.set_fragment(None);
+    bare.to_string()
+}
+
 /// The `Host` value: the port is added when it is not the scheme's default.
 pub fn host_header(url: &Url) -> String {
     let host = url.host_str().unwrap_or_default();

@@ -47,19 +47,48 @@ pub struct Opened {
     pub tls_info: Option<String>,
 }
 
-/// Connect to the URL's host and port; for https, handshake with SNI and ALPN
-/// `http/1.1`. `timeout` bounds the handshake too (curl's --connect-timeout).
+/// An HTTP proxy on the way to a URL.
+#[derive(Debug, Clone, Copy)]
+pub struct Via<'a> {
+    /// The proxy (`http://[user:password@]host:port`).
+    pub proxy: &'a Url,
+    /// Open a `CONNECT` tunnel through it (always for https; `-p` for http too).
+    pub tunnel: bool,
+}
+
+/// Most bytes of a proxy's answer to `CONNECT` read before giving up.
+const MAX_CONNECT_HEAD: usize = 16 * 1024;
+
+/// Connect to the URL's host and port, or through `via` (to the proxy; for a tunnel,
+/// `CONNECT` host:port first); for https, handshake with SNI and ALPN `http/1.1`.
+/// `timeout` bounds the tunnel and handshake too (curl's --connect-timeout).
 pub async fn open(
     url: &Url,
     opts: &ConnectOptions,
     tls: Option<Arc<ClientConfig>>,
     timeout: Duration,
+    via: Option<Via<'_>>,
 ) -> Result<Opened, FetchError> {
     let start = Instant::now();
     let host = url.host_str().unwrap_or_default();
     let port = url.port_or_known_default().unwrap_or(80);
     let opts = ConnectOptions { timeout: Some(timeout), ..opts.clone() };
-    let c = connect(host, port, &opts).await?;
+    let c = match via {
+        None => connect(host, port, &opts).await?,
+        Some(v) => {
+            let (phost, pport) =
+                (v.proxy.host_str().unwrap_or_default(), v.proxy.port_or_known_default().unwrap_or(1080));
+            let mut c = connect(phost, pport, &opts).await.map_err(FetchError::ProxyConnect)?;
+            if v.tunnel {
+                let left = timeout.saturating_sub(start.elapsed());
+                let connected = tokio::time::timeout(left, tunnel(&mut c.stream, host, port, v.proxy)).await;
+                connected.map_err(|_| FetchError::Proxy {
+                    reason: format!("CONNECT timed out after {timeout:?}"),
+                })??;
+            }
+            c
+        }
+    };
     let Some(config) = tls else {
         return Ok(Opened {
             stream: Stream::Plain(c.stream),
@@ -108,6 +137,45 @@ pub async fn open(
         tls_done: Some(start.elapsed()),
         tls_info,
     })
+}
+
+/// `CONNECT host:port` through the proxy on `tcp`; Ok once it answers 2xx.
+async fn tunnel(
+    tcp: &mut tokio::net::TcpStream,
+    host: &str,
+    port: u16,
+    proxy: &Url,
+) -> Result<(), FetchError> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let authority = format!("{host}:{port}");
+    let mut head = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n");
+    if let Some(auth) = super::policy::basic_auth(proxy) {
+        head.push_str(&format!("Proxy-Authorization: {auth}\r\n"));
+    }
+    head.push_str("\r\n");
+    let fail = |reason: String| FetchError::Proxy { reason };
+    tcp.write_all(head.as_bytes()).await.map_err(|e| fail(format!("sending CONNECT: {e}")))?;
+    // One byte at a time: nothing after the blank line may be taken from the tunnel.
+    let mut buf = Vec::with_capacity(256);
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        if buf.len() >= MAX_CONNECT_HEAD {
+            return Err(fail(format!("answer to CONNECT longer than {MAX_CONNECT_HEAD} bytes")));
+        }
+        match tcp.read(&mut byte).await {
+            Ok(1) => buf.push(byte[0]),
+            Ok(_) => return Err(fail("closed while answering CONNECT".into())),
+            Err(e) => return Err(fail(format!("reading the answer to CONNECT: {e}"))),
+        }
+    }
+    let head = super::http1::parse_response_head(&buf, MAX_CONNECT_HEAD)
+        .map_err(|e| fail(e.to_string()))?
+        .ok_or_else(|| fail("incomplete answer to CONNECT".into()))?
+        .0;
+    if !(200..300).contains(&head.status) {
+        return Err(fail(format!("CONNECT tunnel failed, response {}", head.status)));
+    }
+    Ok(())
 }
 
 /// A rejected certificate is exit 60 with the reason; anything else is exit 35.

@@ -56,6 +56,11 @@ pub struct Transfer<'a> {
     resume: Resume,
     /// The 416-on-a-complete-file case: nothing to write, the file is done.
     already_complete: bool,
+    /// Retries are left: a transient status ends this attempt without a body.
+    retry_status: bool,
+    /// The current hop goes through a forward proxy without a tunnel: the request
+    /// names the absolute URL and carries the proxy's credentials.
+    forward_proxy: Option<Url>,
 }
 
 impl<'a> Transfer<'a> {
@@ -68,7 +73,16 @@ impl<'a> Transfer<'a> {
             tls: None,
             resume: Resume::default(),
             already_complete: false,
+            forward_proxy: None,
+            retry_status: false,
         }
+    }
+
+    /// Let a transient status (408, 429, 5xx) end this attempt as
+    /// [`FetchError::TransientStatus`], to be tried again.
+    pub fn retry_transient_status(mut self, yes: bool) -> Self {
+        self.retry_status = yes;
+        self
     }
 
     /// Run the transfer to its end, bounded by `max_time`, and put the file in place.
@@ -132,14 +146,20 @@ impl<'a> Transfer<'a> {
     async fn hop(&mut self, url: &Url, method: &str, body: Option<&Body>) -> Result<HopEnd, FetchError> {
         self.metrics.start_hop(method, url);
         let mut stream = self.connect(url).await?;
-        self.send_request(&mut stream, url, method, body).await?;
-        let mut buf = vec![0u8; self.cfg.buffer_size];
-        let (head, start, end) = self.read_head(&mut stream, &mut buf).await?;
+        let early = self.send_request(&mut stream, url, method, body).await?;
+        let mut buf = vec![0u8; self.cfg.buffer_size.max(early.len())];
+        buf[..early.len()].copy_from_slice(&early);
+        let (head, start, end) = self.read_head(&mut stream, &mut buf, early.len()).await?;
         let cfg = self.cfg;
         if cfg.follow && policy::is_redirect(head.status) {
             if let Some(location) = redirect_location(&head)? {
                 return Ok(HopEnd::Redirect(policy::follow(url, method, head.status, location)?));
             }
+        }
+        if self.retry_status && matches!(head.status, 408 | 429 | 500 | 502 | 503 | 504) {
+            let retry_after =
+                head.header("retry-after").and_then(|v| std::str::from_utf8(v).ok()?.trim().parse().ok());
+            return Err(FetchError::TransientStatus { status: head.status, retry_after });
         }
         if cfg.fail && head.status >= 400 {
             return Err(FetchError::HttpStatus { status: head.status });
@@ -157,7 +177,11 @@ impl<'a> Transfer<'a> {
         let cfg = self.cfg;
         let tls = if url.scheme() == "https" { Some(self.tls_config()?) } else { None };
         let opts = ConnectOptions { family: cfg.family, timeout: None, source: None, nodelay: true };
-        let opened = stream::open(url, &opts, tls, cfg.connect_timeout).await?;
+        let proxy = cfg.proxy_for(url);
+        let via =
+            proxy.map(|proxy| stream::Via { proxy, tunnel: url.scheme() == "https" || cfg.proxy_tunnel });
+        self.forward_proxy = via.filter(|v| !v.tunnel).map(|v| v.proxy.clone());
+        let opened = stream::open(url, &opts, tls, cfg.connect_timeout, via).await?;
         let hop = self.metrics.hop_mut();
         (hop.resolved, hop.connected, hop.tls_done) =
             (Some(opened.resolved), Some(opened.connected), opened.tls_done);
@@ -181,15 +205,19 @@ impl<'a> Transfer<'a> {
         Ok(config)
     }
 
-    /// The request head (and an in-memory body with it), then a file body.
+    /// The request head (and an in-memory body with it), then a file body: after the
+    /// server's `100 Continue` when `Expect: 100-continue` was sent (large uploads, as
+    /// curl), or after `expect_timeout` without an answer; a final answer instead means
+    /// the body is not sent. Returns the response bytes already read.
     async fn send_request(
         &mut self,
         stream: &mut Stream,
         url: &Url,
         method: &str,
         body: Option<&Body>,
-    ) -> Result<(), FetchError> {
+    ) -> Result<Vec<u8>, FetchError> {
         let cfg = self.cfg;
+        let expect = matches!(body, Some(b @ Body::File { .. }) if b.len() >= cfg.expect_100_after);
         let plan = HeaderPlan {
             compressed: cfg.compressed,
             resume_from: self.resume.offset,
@@ -199,8 +227,22 @@ impl<'a> Transfer<'a> {
             credentials: policy::same_origin(&cfg.url, url),
             user: cfg.user.as_deref(),
         };
-        let headers = policy::build_headers(url, &plan);
-        let target = policy::target(url);
+        let mut headers = policy::build_headers(url, &plan);
+        if expect {
+            headers.push(("Expect".into(), "100-continue".into()));
+        }
+        let absolute;
+        let target = match &self.forward_proxy {
+            // A forward proxy is asked for the absolute URL (RFC 9112 §3.2.2).
+            Some(proxy) => {
+                if let Some(auth) = policy::basic_auth(proxy) {
+                    headers.push(("Proxy-Authorization".into(), auth));
+                }
+                absolute = policy::absolute_target(url);
+                absolute.as_str()
+            }
+            None => policy::target(url),
+        };
         http1::check_request_head(method, target, &headers)?;
         let mut out = Vec::with_capacity(512);
         http1::write_request_head(method, target, &headers, &mut out);
@@ -212,6 +254,13 @@ impl<'a> Transfer<'a> {
         }
         self.metrics.size_request += out.len() as u64;
         stream.write_all(&out).await.map_err(FetchError::Send)?;
+        let mut early = Vec::new();
+        if expect {
+            stream.flush().await.map_err(FetchError::Send)?;
+            if self.await_continue(stream, &mut early).await? {
+                return Ok(early); // The server answered already: the body is not wanted.
+            }
+        }
         if let Some(body) = body {
             upload::send_file_body(stream, body).await?;
             self.metrics.size_upload += body.len();
@@ -222,7 +271,29 @@ impl<'a> Transfer<'a> {
         stream.flush().await.map_err(FetchError::Send)?;
         let now = self.metrics.since_hop();
         self.metrics.hop_mut().sent = Some(now);
-        Ok(())
+        Ok(early)
+    }
+
+    /// After `Expect: 100-continue`: read into `early` until a complete head arrives or
+    /// `expect_timeout` passes; true when that head is a final answer (the body is then
+    /// not sent), false to send the body (after 100, another 1xx, or silence).
+    async fn await_continue(&mut self, stream: &mut Stream, early: &mut Vec<u8>) -> Result<bool, FetchError> {
+        let cfg = self.cfg;
+        let deadline = tokio::time::Instant::now() + cfg.expect_timeout;
+        let mut chunk = [0u8; 1024];
+        while early.len() < cfg.max_head {
+            let n = match tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await {
+                Err(_) => return Ok(false),
+                Ok(Ok(0)) => return Ok(true), // Closed: read_head reports it.
+                Ok(Ok(n)) => n,
+                Ok(Err(source)) => return Err(FetchError::Recv { received: early.len() as u64, source }),
+            };
+            early.extend_from_slice(&chunk[..n]);
+            if let Ok(Some((head, _))) = http1::parse_response_head(early, cfg.max_head) {
+                return Ok(head.status >= 200);
+            }
+        }
+        Ok(false)
     }
 
     /// Read until the final (non-1xx) head is parsed; every head goes to -D, -v and -i
@@ -233,9 +304,15 @@ impl<'a> Transfer<'a> {
         &mut self,
         stream: &mut Stream,
         buf: &mut Vec<u8>,
+        early: usize,
     ) -> Result<(ResponseHead, usize, usize), FetchError> {
         let cfg = self.cfg;
-        let (mut start, mut end, mut total) = (0usize, 0usize, 0u64);
+        // `early` bytes already in `buf`: read while waiting for 100 Continue.
+        let (mut start, mut end, mut total) = (0usize, early, early as u64);
+        if early > 0 {
+            let now = self.metrics.since_hop();
+            self.metrics.hop_mut().first_byte = Some(now);
+        }
         let (mut interim, mut head_bytes) = (0u32, 0usize);
         // Parses only when the head may be complete, so a trickled head costs linear time.
         let mut parser = http1::HeadParser::new(cfg.max_head);

@@ -36,6 +36,19 @@ pub enum ListenError {
 /// `0.0.0.0:P` can both be listened on, the same on every system.
 /// The socket is non-blocking, ready for `tokio::net::TcpListener::from_std`.
 pub fn bind_listener(addr: SocketAddr, backlog: u32) -> Result<std::net::TcpListener, ListenError> {
+    bind_listener_shared(addr, backlog, false)
+}
+
+/// [`bind_listener`], and with `reuse_port` set `SO_REUSEPORT` first, so
+/// several processes (each setting it) can listen on one port: the kernel
+/// spreads new connections over them by a hash of the 4-tuple. A connection
+/// still queued on a listener that closes is reset unless
+/// `net.ipv4.tcp_migrate_req=1` moves it to another listener of the port.
+pub fn bind_listener_shared(
+    addr: SocketAddr,
+    backlog: u32,
+    reuse_port: bool,
+) -> Result<std::net::TcpListener, ListenError> {
     let wrap = |source: io::Error| {
         if source.kind() == io::ErrorKind::AddrInUse {
             ListenError::InUse { addr }
@@ -45,6 +58,9 @@ pub fn bind_listener(addr: SocketAddr, backlog: u32) -> Result<std::net::TcpList
     };
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(wrap)?;
     socket.set_reuse_address(true).map_err(wrap)?;
+    if reuse_port {
+        socket.set_reuse_port(true).map_err(wrap)?;
+    }
     if addr.is_ipv6() {
         socket.set_only_v6(true).map_err(wrap)?;
     }

@@ -15,6 +15,8 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use super::conn::{self, CloseReason, ConnConfig, ConnStats};
+use super::metrics::Metrics;
+use super::proxy::{self, Cidr, Proxied};
 use super::{ACCEPT_BACKOFF_MAX, ServeError, protocol};
 
 /// After the shutdown deadline, how long connections get to notice the hard stop.
@@ -44,6 +46,9 @@ pub(super) struct Shared {
     shutdown_timeout: Duration,
     /// Accept-queue length: bounds how many queued clients shutdown accepts.
     backlog: u32,
+    /// Peers trusted to send a PROXY header, when one is expected.
+    proxy: Option<Vec<Cidr>>,
+    metrics: Arc<Metrics>,
     served: AtomicU64,
     busy: AtomicU64,
     cut: AtomicU64,
@@ -55,9 +60,12 @@ impl Shared {
         max_connections: usize,
         shutdown_timeout: Duration,
         backlog: u32,
+        proxy: Option<Vec<Cidr>>,
     ) -> Self {
         Shared {
             conn,
+            proxy,
+            metrics: Arc::new(Metrics::default()),
             active: AtomicUsize::new(0),
             max_connections,
             shutdown_timeout,
@@ -66,6 +74,10 @@ impl Shared {
             busy: AtomicU64::new(0),
             cut: AtomicU64::new(0),
         }
+    }
+
+    pub(super) fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
     }
 
     pub(super) fn totals(&self) -> Totals {
@@ -197,11 +209,12 @@ fn admit(stream: TcpStream, peer: SocketAddr, ctx: &AcceptCtx) {
     if shared.active.fetch_add(1, Ordering::AcqRel) >= shared.max_connections {
         shared.active.fetch_sub(1, Ordering::AcqRel);
         shared.busy.fetch_add(1, Ordering::Relaxed);
+        shared.metrics.refused_busy();
         // The socket is new and its send buffer empty: the line goes out at once.
         let sent = stream.try_write(protocol::BUSY).unwrap_or(0);
         let _ = socket2::SockRef::from(&stream).shutdown(std::net::Shutdown::Write);
         let stats = ConnStats { lines: 0, bytes_in: 0, bytes_out: sent as u64, reason: CloseReason::Busy };
-        log_close(local, peer, start, &stats);
+        log_close(local, peer, None, start, &stats);
         return;
     }
     // Replies are written whole per read; Nagle would only delay them.
@@ -210,13 +223,35 @@ fn admit(stream: TcpStream, peer: SocketAddr, ctx: &AcceptCtx) {
     let (shutdown, hard_stop) = (ctx.shutdown.clone(), ctx.hard_stop.clone());
     ctx.tracker.spawn(async move {
         let guard = ActiveGuard(&shared.active);
+        shared.metrics.opened();
+        let mut stream = stream;
+        let mut proxied = None;
+        if let Some(trusted) = &shared.proxy {
+            // Nothing is read or sent before a complete valid header.
+            match proxy::read_header(&mut stream, peer.ip(), trusted).await {
+                Ok(p) => proxied = Some(p),
+                Err(e) => {
+                    drop(guard);
+                    let stats = ConnStats {
+                        lines: 0,
+                        bytes_in: 0,
+                        bytes_out: 0,
+                        reason: CloseReason::ProxyHeader(e),
+                    };
+                    shared.metrics.closed(&stats, start.elapsed());
+                    log_close(local, peer, None, start, &stats);
+                    return;
+                }
+            }
+        }
         let stats = conn::serve(stream, &shared.conn, &shutdown, &hard_stop).await;
         drop(guard);
         shared.served.fetch_add(1, Ordering::Relaxed);
         if hard_stop.is_cancelled() {
             shared.cut.fetch_add(1, Ordering::Relaxed);
         }
-        log_close(local, peer, start, &stats);
+        shared.metrics.closed(&stats, start.elapsed());
+        log_close(local, peer, proxied.as_ref(), start, &stats);
     });
 }
 
@@ -229,20 +264,31 @@ impl Drop for ActiveGuard<'_> {
     }
 }
 
-/// The one log line per connection; a warning when the server-wide input
-/// budget closed it, since that says the server is short of memory.
-fn log_close(local: SocketAddr, peer: SocketAddr, start: Instant, s: &ConnStats) {
+/// The one log line per connection: the socket's 4-tuple (`local`, `peer`:
+/// the balancer's, behind one) and, from a PROXY header, the client's
+/// (`client`, `client_local`). A warning when the server-wide input budget or
+/// a bad PROXY header closed it.
+fn log_close(local: SocketAddr, peer: SocketAddr, proxied: Option<&Proxied>, start: Instant, s: &ConnStats) {
+    use tracing::field::display;
     let duration_ms = start.elapsed().as_secs_f64() * 1e3;
-    if s.reason == CloseReason::InputBudget {
+    if matches!(s.reason, CloseReason::InputBudget | CloseReason::ProxyHeader(_)) {
         warn!(
             local = %local, peer = %peer, duration_ms, lines = s.lines, bytes_in = s.bytes_in,
             bytes_out = s.bytes_out, reason = %s.reason, "closed"
         );
         return;
     }
+    let client = proxied.and_then(|p| p.source).map(display);
+    let client_local = proxied.and_then(|p| p.destination).map(display);
+    let unique_id = proxied.and_then(|p| p.unique_id.as_deref());
+    let authority = proxied.and_then(|p| p.authority.as_deref());
     info!(
         local = %local,
         peer = %peer,
+        client,
+        client_local,
+        unique_id,
+        authority,
         duration_ms,
         lines = s.lines,
         bytes_in = s.bytes_in,

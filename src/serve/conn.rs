@@ -94,8 +94,28 @@ pub enum CloseReason {
     Shutdown,
     /// The server-wide budget for partial lines was spent.
     InputBudget,
+    /// `--proxy-protocol`: no valid header came first.
+    ProxyHeader(super::proxy::HeaderError),
     /// Any other I/O error.
     Error(io::ErrorKind),
+}
+
+impl CloseReason {
+    /// A fixed label for the reason (metrics keep label values bounded).
+    pub fn label(&self) -> &'static str {
+        match self {
+            CloseReason::Quit => "quit",
+            CloseReason::Eof => "eof",
+            CloseReason::Idle => "idle",
+            CloseReason::LineTooLong => "line too long",
+            CloseReason::Busy => "busy",
+            CloseReason::Reset => "reset",
+            CloseReason::Shutdown => "shutdown",
+            CloseReason::InputBudget => "input budget",
+            CloseReason::ProxyHeader(_) => "proxy header",
+            CloseReason::Error(_) => "error",
+        }
+    }
 }
 
 impl fmt::Display for CloseReason {
@@ -109,6 +129,7 @@ impl fmt::Display for CloseReason {
             CloseReason::Reset => f.write_str("reset"),
             CloseReason::Shutdown => f.write_str("shutdown"),
             CloseReason::InputBudget => f.write_str("input budget"),
+            CloseReason::ProxyHeader(e) => write!(f, "proxy header: {e}"),
             CloseReason::Error(e) => write!(f, "error: {e}"),
         }
     }

@@ -47,7 +47,9 @@ mod accept;
 pub mod conn;
 pub mod framing;
 pub mod limits;
+pub mod metrics;
 pub mod protocol;
+pub mod proxy;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -56,7 +58,7 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
-use crate::net::listen::{ListenError, bind_listener};
+use crate::net::listen::{ListenError, bind_listener_shared};
 use accept::Shared;
 use conn::ConnConfig;
 use limits::{Capacity, InputBudget};
@@ -123,6 +125,13 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Worker threads; 0 means one per core.
     pub threads: usize,
+    /// Expect a PROXY protocol header (v1 or v2) first on every connection,
+    /// from these peers only; `None`: no header is expected.
+    pub proxy_protocol: Option<Vec<proxy::Cidr>>,
+    /// Serve Prometheus metrics at `http://ADDR/metrics`; `None`: not served.
+    pub metrics: Option<SocketAddr>,
+    /// Set `SO_REUSEPORT` on the listeners, so several servers share a port.
+    pub reuse_port: bool,
 }
 
 impl Default for Config {
@@ -141,6 +150,9 @@ impl Default for Config {
             idle_timeout: Some(seconds(DEFAULT_IDLE_TIMEOUT)),
             shutdown_timeout: seconds(DEFAULT_SHUTDOWN_TIMEOUT),
             threads: 1,
+            proxy_protocol: None,
+            metrics: None,
+            reuse_port: false,
         }
     }
 }
@@ -201,6 +213,7 @@ pub struct Server {
     workers: Vec<Prepared>,
     shared: Arc<Shared>,
     capacity: Capacity,
+    metrics: Option<std::net::TcpListener>,
 }
 
 impl Server {
@@ -212,20 +225,31 @@ impl Server {
         if config.listen.is_empty() {
             return Err(ServeError::NoAddress);
         }
-        let worst = config.protocol.reply.reply_len(config.max_line);
-        if worst > config.max_reply {
-            return Err(ServeError::ReplyTooLarge {
-                worst,
-                max_line: config.max_line,
-                max_reply: config.max_reply,
-            });
-        }
-        let open_file_limit = crate::net::listen::raise_open_file_limit();
+        Server::check_reply(config)?;
         let listeners = config
             .listen
             .iter()
-            .map(|addr| bind_listener(*addr, config.backlog))
+            .map(|addr| bind_listener_shared(*addr, config.backlog, config.reuse_port))
             .collect::<Result<Vec<_>, _>>()?;
+        Server::with_listeners(config, listeners)
+    }
+
+    /// As [`Server::bind`], but on listeners made elsewhere (handed over by
+    /// systemd socket activation, say) instead of `config.listen`. They must be
+    /// listening already; they are made non-blocking here.
+    pub fn with_listeners(
+        config: &Config,
+        listeners: Vec<std::net::TcpListener>,
+    ) -> Result<Server, ServeError> {
+        if listeners.is_empty() {
+            return Err(ServeError::NoAddress);
+        }
+        Server::check_reply(config)?;
+        for l in &listeners {
+            l.set_nonblocking(true).map_err(ServeError::Start)?;
+        }
+        let open_file_limit = crate::net::listen::raise_open_file_limit();
+        let metrics = config.metrics.map(metrics::bind).transpose()?;
         let threads = match config.threads {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n.min(MAX_THREADS),
@@ -247,13 +271,32 @@ impl Server {
             capacity.max_connections,
             config.shutdown_timeout.min(MAX_TIMEOUT),
             config.backlog,
+            config.proxy_protocol.clone(),
         ));
-        Ok(Server { listeners, workers, shared, capacity })
+        Ok(Server { listeners, workers, shared, capacity, metrics })
+    }
+
+    /// Refuse a reply template whose worst reply breaks `max_reply`.
+    fn check_reply(config: &Config) -> Result<(), ServeError> {
+        let worst = config.protocol.reply.reply_len(config.max_line);
+        if worst > config.max_reply {
+            return Err(ServeError::ReplyTooLarge {
+                worst,
+                max_line: config.max_line,
+                max_reply: config.max_reply,
+            });
+        }
+        Ok(())
     }
 
     /// The addresses actually bound (port 0 resolved).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.listeners.iter().filter_map(|l| l.local_addr().ok()).collect()
+    }
+
+    /// The metrics endpoint's address, if one was asked for.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// Connections served at once before clients get `ERR server busy`.
@@ -270,6 +313,10 @@ impl Server {
     /// (or the shutdown deadline passed). One worker runs on the current tokio
     /// runtime, the others on their own threads.
     pub async fn run(self, shutdown: CancellationToken) -> Result<Totals, ServeError> {
+        if let Some(listener) = self.metrics {
+            let listener = tokio::net::TcpListener::from_std(listener).map_err(ServeError::Start)?;
+            tokio::spawn(metrics::serve(listener, self.shared.metrics(), shutdown.clone()));
+        }
         let mut done = Vec::new();
         for (i, mut prepared) in self.workers.into_iter().enumerate() {
             let (Some(rt), listeners) = (prepared.rt.take(), std::mem::take(&mut prepared.listeners)) else {

@@ -277,3 +277,79 @@ fn resume_against_nginx_completes_the_exact_body() {
     assert_eq!(out.status.code(), Some(0), "{}", parts(&out).2);
     assert_eq!(sha256_file(&dest), want);
 }
+
+/// A tinyproxy (Debian's package) in the foreground on a free loopback port, any
+/// CONNECT port allowed, stopped on drop.
+struct Tinyproxy {
+    _dir: tempfile::TempDir,
+    child: Child,
+    port: u16,
+}
+
+const TINYPROXY: &str = "/usr/bin/tinyproxy";
+
+impl Tinyproxy {
+    fn start() -> Tinyproxy {
+        assert!(Path::new(TINYPROXY).exists(), "{TINYPROXY} not found: apt-get install tinyproxy");
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let conf = dir.path().join("tinyproxy.conf");
+        // No ConnectPort line: CONNECT to any port (the test origin's is random).
+        std::fs::write(
+            &conf,
+            format!(
+                "Port {port}\nListen 127.0.0.1\nTimeout 30\nMaxClients 16\nAllow 127.0.0.1\n\
+                 LogLevel Error\nPidFile \"{}/tinyproxy.pid\"\n",
+                dir.path().display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new(TINYPROXY)
+            .arg("-d")
+            .arg("-c")
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tinyproxy");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "tinyproxy did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Tinyproxy { _dir: dir, child, port }
+    }
+}
+
+impl Drop for Tinyproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn http_and_https_through_tinyproxy_forward_and_tunnel() {
+    let proxy = Tinyproxy::start();
+    let via = format!("http://127.0.0.1:{}", proxy.port);
+    let nginx = Nginx::start();
+    let want = std::fs::read(nginx.www("small.txt")).unwrap();
+    for args in [
+        vec!["-x", via.as_str(), "--cacert", nginx.ca()],
+        vec!["-p", "-x", via.as_str(), "--cacert", nginx.ca()],
+    ] {
+        for url in [nginx.http("/small.txt"), nginx.https("/small.txt")] {
+            let mut all = args.clone();
+            all.push(&url);
+            let out = fetch(&all);
+            let (code, _, stderr) = parts(&out);
+            assert_eq!(code, 0, "{args:?} {url}: {stderr}");
+            assert!(out.stdout == want, "{args:?} {url}: body differs");
+            // The connection was to tinyproxy, not to nginx.
+            all.extend(["-o", "/dev/null", "-w", "%{remote_port}"]);
+            let out = fetch(&all);
+            assert_eq!(parts(&out).1, proxy.port.to_string(), "{args:?} {url}");
+        }
+    }
+}

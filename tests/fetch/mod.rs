@@ -6,10 +6,13 @@ mod errors;
 #[cfg(feature = "interop")]
 mod interop;
 mod output;
+mod proxy;
 mod redirects;
 mod requests;
+mod retry;
 pub(crate) mod servers;
 mod tls;
+mod upload;
 
 use std::path::Path;
 use std::process::Output;
@@ -20,6 +23,10 @@ use crate::util::tcpkit;
 pub fn fetch_in(dir: Option<&Path>, args: &[&str]) -> Output {
     let mut cmd = tcpkit();
     cmd.arg("fetch").args(args);
+    // The tests choose their proxies: none from the environment.
+    for var in ["http_proxy", "https_proxy", "HTTPS_PROXY", "no_proxy", "NO_PROXY"] {
+        cmd.env_remove(var);
+    }
     if let Some(dir) = dir {
         cmd.current_dir(dir);
     }
