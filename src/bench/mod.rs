@@ -316,7 +316,13 @@ pub enum BenchError {
     #[error("--start-at is more than {} hours ahead", MAX_START_DELAY.as_secs() / 3600)]
     StartTooLate,
     /// `--find-max-rate` with `--shard`.
-    #[error("--find-max-rate does not run with --shard: every step's verdict needs every agent's histogram")]
+    #[error(
+        "--find-max-rate does not run with --shard: every step's verdict needs every agent's histogram. \
+         By hand: run each step on every agent with the same --rate R (the total), --shard I/N, one \
+         --start-at and --hdr-log FILE; `tcpkit bench merge` the logs and read its percentiles and \
+         errors; double R while the target holds, then bisect between the last good and the first bad \
+         rate (README: \"The highest rate that meets a target\")"
+    )]
     SearchWithShard,
     /// A step count out of range.
     #[error("--max-steps: {0} is not in 1..={max}", max = search::MAX_STEPS)]

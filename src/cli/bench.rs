@@ -216,7 +216,7 @@ pub fn parse_malformed(s: &str) -> Result<Malformed, String> {
 pub struct SearchArgs {
     /// Search for the highest open-loop rate that meets `--slo` with zero errors:
     /// short steps of `--step-duration`, doubling from `--min-rate`, then bisecting.
-    #[arg(long, conflicts_with_all = ["rate", "requests", "shard", "hdr_log"])]
+    #[arg(long, conflicts_with_all = ["rate", "requests", "hdr_log"])]
     pub find_max_rate: bool,
 
     /// The latency target of `--find-max-rate`: `p99<=10ms`, or several, `p50<=1ms,p99<=10ms`.
