@@ -11,11 +11,15 @@
 //! Not for: starting the run, the clock or the report (see `mod.rs`).
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::time::{Instant, sleep_until, timeout_at};
@@ -25,6 +29,7 @@ use super::verify::{ConnError, Verifier};
 use super::workload::Spec;
 use super::workload::Workload;
 use crate::net::connect::connect_one;
+use crate::net::proxy::{Header, Malformed, SourceRange, Version};
 
 /// Read buffer per connection: room for many pipelined replies per read.
 const READ_BUF: usize = 4096;
@@ -137,6 +142,59 @@ pub struct Shared {
     pub stats: Mutex<Stats>,
     /// Errors.
     pub errors: Mutex<ErrorLog>,
+    /// Connections of the whole run (all shards): churn session `seq` of slot
+    /// `id` is client number `id + seq * total_connections`, unique across shards.
+    pub total_connections: u64,
+    /// The PROXY header sent first, and the synthetic clients it names.
+    pub proxy: Option<(Version, SourceRange)>,
+    /// Malformed PROXY headers to send instead of churn sessions (empty: none).
+    pub malformed: Vec<Malformed>,
+    /// TLS over every connection: the client configuration and the server name.
+    pub tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
+}
+
+/// A connection to the server: plain, or TLS over it.
+pub enum Stream {
+    /// Plain TCP.
+    Plain(TcpStream),
+    /// rustls over TCP (boxed: its buffers are large, the plain case is common).
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
 }
 
 /// Lock, ignoring poisoning: a panicked connection leaves counts that are still valid.
@@ -183,15 +241,46 @@ impl Shared {
         }
     }
 
-    /// Connect connection `id` within the connect timeout, from its source address.
-    async fn open(&self, id: u64) -> Result<TcpStream, ConnError> {
+    /// The client number of session `seq` of connection `id`, unique in the run.
+    fn client(&self, id: u64, seq: u64) -> u64 {
+        id.wrapping_add(seq.wrapping_mul(self.total_connections))
+    }
+
+    /// Connect connection `id` (session `seq`) within the connect timeout, from
+    /// its source address, send its PROXY header if there is one, then shake
+    /// hands over TLS if asked (bounded by `--timeout`).
+    async fn open(&self, id: u64, seq: u64) -> Result<Stream, ConnError> {
+        let stream = self.open_tcp(id, seq).await?;
+        match &self.tls {
+            None => Ok(Stream::Plain(stream)),
+            Some((config, name)) => {
+                let tls =
+                    crate::net::tls::handshake(stream, config.clone(), name.clone(), Some(self.timeout))
+                        .await?;
+                Ok(Stream::Tls(Box::new(tls)))
+            }
+        }
+    }
+
+    /// The TCP part of [`Shared::open`], within the connect timeout.
+    async fn open_tcp(&self, id: u64, seq: u64) -> Result<TcpStream, ConnError> {
         let source = if self.sources.is_empty() {
             None
         } else {
             Some(self.sources[(id % self.sources.len() as u64) as usize])
         };
         let deadline = Instant::now() + self.connect_timeout;
-        match timeout_at(deadline, open_from(self.addr, source)).await {
+        let connecting = async {
+            let mut stream = open_from(self.addr, source).await?;
+            if let Some((version, range)) = &self.proxy {
+                let header = Header::proxy(*version, range.nth(self.client(id, seq)), self.addr)
+                    .encode()
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+                stream.write_all(&header).await?;
+            }
+            Ok::<_, std::io::Error>(stream)
+        };
+        match timeout_at(deadline, connecting).await {
             Ok(Ok(s)) => {
                 self.established.fetch_add(1, Ordering::Relaxed);
                 Ok(s)
@@ -234,13 +323,13 @@ pub async fn run(sh: Arc<Shared>, id: u64) {
 
 /// A connection's socket, read buffer and expectations.
 struct Conn {
-    stream: TcpStream,
+    stream: Stream,
     buf: Vec<u8>,
     verifier: Verifier<(Instant, bool)>,
 }
 
 impl Conn {
-    fn new(stream: TcpStream, buf_size: usize) -> Self {
+    fn new(stream: Stream, buf_size: usize) -> Self {
         Conn { stream, buf: vec![0; buf_size], verifier: Verifier::new() }
     }
 
@@ -303,10 +392,10 @@ fn with_timeout(e: ConnError, after: Duration) -> ConnError {
 
 /// Connect and read the greeting, holding a connect permit throughout so a burst
 /// never exceeds `--connect-concurrency`.
-async fn greeted(sh: &Shared, id: u64, buf_size: usize) -> Result<Conn, ConnError> {
+async fn greeted(sh: &Shared, id: u64, seq: u64, buf_size: usize) -> Result<Conn, ConnError> {
     // The gate is never closed, so acquiring only waits.
     let _permit = sh.connect_gate.acquire().await.ok();
-    let mut conn = Conn::new(sh.open(id).await?, buf_size);
+    let mut conn = Conn::new(sh.open(id, seq).await?, buf_size);
     if !sh.spec.greeting.is_empty() {
         conn.verifier.expect(&sh.spec.greeting, (Instant::now(), false));
         conn.settle(sh.timeout).await?;
@@ -334,7 +423,7 @@ impl Drop for ReadyGuard<'_> {
 /// `hello` and `echo`: requests and verified replies until the end.
 async fn requests(sh: &Shared, id: u64) -> Result<(), ConnError> {
     let mut ready = ReadyGuard(Some(sh));
-    let mut conn = greeted(sh, id, READ_BUF).await?;
+    let mut conn = greeted(sh, id, 0, READ_BUF).await?;
     ready.fire();
     let clock = sh.clock().await;
     // With --start-at the clock is set ahead: nothing is sent before its start.
@@ -435,7 +524,7 @@ async fn requests(sh: &Shared, id: u64) -> Result<(), ConnError> {
 /// `hold`: connect, greeting, then idle until the end; any byte or close is an error.
 async fn hold(sh: &Shared, id: u64) -> Result<(), ConnError> {
     let mut ready = ReadyGuard(Some(sh));
-    let mut conn = greeted(sh, id, HOLD_READ_BUF).await?;
+    let mut conn = greeted(sh, id, 0, HOLD_READ_BUF).await?;
     ready.fire();
     let clock = sh.clock().await;
     let end = clock.end.unwrap_or(clock.start);
@@ -488,7 +577,10 @@ async fn churn(sh: &Shared, id: u64) -> Result<(), ConnError> {
             break Ok(());
         }
         let session = async {
-            let mut conn = greeted(sh, id, READ_BUF).await?;
+            if !sh.malformed.is_empty() {
+                return malformed(sh, id, seq).await;
+            }
+            let mut conn = greeted(sh, id, seq, READ_BUF).await?;
             out.clear();
             let line = spec.request(id, seq, &mut out);
             conn.verifier.expect_with((intended, measured), |b| spec.reply(&out[line], b));
@@ -509,4 +601,37 @@ async fn churn(sh: &Shared, id: u64) -> Result<(), ConnError> {
     };
     sh.absorb(&mut batch);
     result
+}
+
+/// One malformed-header session: connect, send the header, shut down the write
+/// half (a cut header is refusable only then), and expect a close without a
+/// byte. A reset counts as a close: a receiver that closes with our bytes
+/// unread resets. An answer or no close within the timeout is an error.
+async fn malformed(sh: &Shared, id: u64, seq: u64) -> Result<(), ConnError> {
+    let n = sh.malformed.len() as u64;
+    let kind = sh.malformed[(sh.client(id, seq) % n) as usize];
+    let mut conn = {
+        let _permit = sh.connect_gate.acquire().await.ok();
+        Conn::new(sh.open(id, seq).await?, HOLD_READ_BUF)
+    };
+    match conn.write(&kind.bytes(), sh.timeout).await {
+        // Refused before the whole header was written: that is a close.
+        Err(ConnError::Reset) => return Ok(()),
+        other => other?,
+    }
+    // Closing our half only fails when the receiver already reset; the read says which.
+    let _ = conn.stream.shutdown().await;
+    let deadline = Instant::now() + sh.timeout;
+    match timeout_at(deadline, conn.stream.read(&mut conn.buf)).await {
+        Err(_) => Err(ConnError::ProxyNotClosed { kind: kind.name(), after: sh.timeout }),
+        Ok(Ok(0)) => Ok(()),
+        Ok(Ok(got)) => Err(ConnError::ProxyAnswered {
+            kind: kind.name(),
+            got: conn.buf[..got.min(super::verify::SHOWN_BYTES)].to_vec(),
+        }),
+        Ok(Err(e)) => match ConnError::from_io(e) {
+            ConnError::Reset => Ok(()),
+            other => Err(other),
+        },
+    }
 }

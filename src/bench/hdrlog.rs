@@ -195,15 +195,16 @@ impl<W: Write + Send> Observer for HdrLogWriter<W> {
     }
 }
 
-/// One interval read back.
+/// One interval read back; `H` is its latencies: a [`Histogram`] ([`read_each`])
+/// or just the recorded buckets ([`Counts`], [`read_each_counts`]).
 #[derive(Debug, Clone)]
-pub struct LogInterval {
+pub struct LogInterval<H = Histogram<u64>> {
     /// Start, from the agent's StartTime.
     pub start: Duration,
     /// Length.
     pub length: Duration,
     /// Its latencies.
-    pub histogram: Histogram<u64>,
+    pub histogram: H,
     /// Errors counted with it, by kind.
     pub errors: BTreeMap<String, u64>,
 }
@@ -274,15 +275,157 @@ pub struct AgentInfo {
 /// Read one agent's log, handing each interval to `each` with the agent's start
 /// as soon as it is read (so memory does not grow with the log); an interval's
 /// errors, on the line after it, are handed over with it.
-pub fn read_each(text: &str, mut each: impl FnMut(SystemTime, LogInterval)) -> Result<AgentInfo, LogError> {
+pub fn read_each(text: &str, each: impl FnMut(SystemTime, LogInterval)) -> Result<AgentInfo, LogError> {
+    let mut deserializer = Deserializer::new();
+    read_each_with(
+        text,
+        |bytes| deserializer.deserialize::<u64, _>(&mut &bytes[..]).map_err(|e| format!("{e:?}")),
+        each,
+    )
+}
+
+/// [`read_each`] with each interval's recorded buckets only: no histogram is
+/// built (a full-range one per interval is allocated and zeroed, most of a
+/// merge's time when intervals hold a few hundred buckets of tens of thousands).
+pub fn read_each_counts(
+    text: &str,
+    each: impl FnMut(SystemTime, LogInterval<Counts>),
+) -> Result<AgentInfo, LogError> {
+    let mut decoder = CountsDecoder::default();
+    read_each_with(text, |bytes| decoder.decode(bytes), each)
+}
+
+/// An interval's recorded buckets: (lowest value of the bucket, count), in
+/// increasing value order, with nothing at zero count.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// The buckets.
+    pub buckets: Vec<(u64, u64)>,
+    /// Their counts summed.
+    pub total: u64,
+}
+
+/// Most bytes one interval's histogram may inflate to: a full-range histogram
+/// of 3 significant digits over an hour of microseconds is about 200 KiB of
+/// varints at worst; this bounds a hostile log's zip bomb.
+const MAX_INFLATED: u64 = 8 << 20;
+
+/// Decodes the V2 (compressed) HdrHistogram encoding straight into [`Counts`],
+/// reusing its buffer across intervals.
+#[derive(Default)]
+struct CountsDecoder {
+    inflated: Vec<u8>,
+}
+
+impl CountsDecoder {
+    fn decode(&mut self, bytes: &[u8]) -> Result<Counts, String> {
+        use std::io::Read;
+        const V2_COOKIE: u32 = 0x1c84_9313;
+        const V2_COMPRESSED_COOKIE: u32 = 0x1c84_9314;
+        let be32 = |b: &[u8], at: usize| -> Result<u32, String> {
+            b.get(at..at + 4)
+                .and_then(|s| s.try_into().ok())
+                .map(u32::from_be_bytes)
+                .ok_or_else(|| "cut short".to_string())
+        };
+        let be64 = |b: &[u8], at: usize| -> Result<u64, String> {
+            b.get(at..at + 8)
+                .and_then(|s| s.try_into().ok())
+                .map(u64::from_be_bytes)
+                .ok_or_else(|| "cut short".to_string())
+        };
+        let payload: &[u8] = match be32(bytes, 0)? {
+            V2_COMPRESSED_COOKIE => {
+                let len = be32(bytes, 4)? as usize;
+                let deflated = bytes.get(8..8 + len).ok_or("cut short")?;
+                self.inflated.clear();
+                flate2::read::ZlibDecoder::new(deflated)
+                    .take(MAX_INFLATED + 1)
+                    .read_to_end(&mut self.inflated)
+                    .map_err(|e| format!("inflate: {e}"))?;
+                if self.inflated.len() as u64 > MAX_INFLATED {
+                    return Err(format!("inflates to over {MAX_INFLATED} bytes"));
+                }
+                &self.inflated
+            }
+            V2_COOKIE => bytes,
+            other => return Err(format!("not a V2 histogram (cookie {other:#x})")),
+        };
+        if be32(payload, 0)? != V2_COOKIE {
+            return Err("not a V2 histogram (inner cookie)".into());
+        }
+        let len = be32(payload, 4)? as usize;
+        if be32(payload, 8)? != 0 {
+            return Err("normalizing index offset not supported".into());
+        }
+        let digits = be32(payload, 12)?;
+        let low = be64(payload, 16)?;
+        if !(1..=5).contains(&digits) || low == 0 || f64::from_bits(be64(payload, 32)?) != 1.0 {
+            return Err("unsupported histogram parameters".into());
+        }
+        let counts = payload.get(40..40 + len).ok_or("cut short")?;
+        // The crate's bucket layout (`Histogram::new_with_bounds`).
+        let unit = 63 - low.leading_zeros();
+        let sub_count_magnitude = (2.0 * 10f64.powi(digits as i32)).log2().ceil() as u32;
+        let half_magnitude = sub_count_magnitude - 1;
+        let half = 1u64 << half_magnitude;
+        let value_of = |index: u64| -> Option<u64> {
+            let bucket = (index >> half_magnitude) as i64 - 1;
+            let mut sub = (index & (half - 1)) + half;
+            let bucket = if bucket < 0 {
+                sub -= half;
+                0
+            } else {
+                bucket as u32
+            };
+            sub.checked_shl(bucket + unit).filter(|v| v >> (bucket + unit) == sub)
+        };
+        let mut out = Counts::default();
+        let (mut at, mut index) = (0usize, 0u64);
+        while at < counts.len() {
+            let (mut zz, mut shift) = (0u64, 0u32);
+            loop {
+                let b = *counts.get(at).ok_or("varint cut short")?;
+                at += 1;
+                if shift == 56 {
+                    zz |= u64::from(b) << 56;
+                    break;
+                }
+                zz |= u64::from(b & 0x7f) << shift;
+                if b & 0x80 == 0 {
+                    break;
+                }
+                shift += 7;
+            }
+            let n = ((zz >> 1) as i64) ^ -((zz & 1) as i64);
+            if n < 0 {
+                index = index.saturating_add(n.unsigned_abs());
+            } else {
+                if n > 0 {
+                    let value = value_of(index).ok_or("a value beyond 64 bits")?;
+                    out.buckets.push((value, n as u64));
+                    out.total = out.total.checked_add(n as u64).ok_or("count overflow")?;
+                }
+                index += 1;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// [`read_each`], decoding histograms with `decode`.
+fn read_each_with<H>(
+    text: &str,
+    mut decode: impl FnMut(&[u8]) -> Result<H, String>,
+    mut each: impl FnMut(SystemTime, LogInterval<H>),
+) -> Result<AgentInfo, LogError> {
     let mut meta = None;
     let mut start = None;
     let mut base = None;
-    let mut pending: Option<LogInterval> = None;
+    let mut pending: Option<LogInterval<H>> = None;
     let mut count = 0;
     let mut end = None;
     let mut foreign_lines = 0;
-    let mut deserializer = Deserializer::new();
     for (i, line) in text.lines().enumerate() {
         let bad = |what: String| LogError::Bad { line: i + 1, what };
         let line = line.trim_end_matches('\r');
@@ -314,9 +457,7 @@ pub fn read_each(text: &str, mut each: impl FnMut(SystemTime, LogInterval)) -> R
                     let bytes = base64::engine::general_purpose::STANDARD
                         .decode(h.encoded_histogram())
                         .map_err(|e| bad(format!("histogram: {e}")))?;
-                    let histogram: Histogram<u64> = deserializer
-                        .deserialize(&mut &bytes[..])
-                        .map_err(|e| bad(format!("histogram: {e:?}")))?;
+                    let histogram = decode(&bytes).map_err(|e| bad(format!("histogram: {e}")))?;
                     // Timestamps count from BaseTime; we write BaseTime = StartTime.
                     let offset = match (start, base) {
                         (Some(s), Some(b)) => b.saturating_sub(s),
@@ -419,6 +560,47 @@ mod tests {
         assert_eq!(log.intervals[1].errors.get("reset"), Some(&2));
         assert_eq!(log.end.unwrap().errors.get("reset"), Some(&2));
         assert_eq!(log.foreign_lines, 0);
+    }
+
+    #[test]
+    fn counts_decode_to_the_crates_recorded_buckets() {
+        use hdrhistogram::serialization::{Serializer, V2Serializer};
+        let mut h = new_histogram();
+        for (i, v) in
+            [1u64, 2, 1023, 1024, 2047, 2048, 2049, 4096, 100_000, 3_599_999_999].into_iter().enumerate()
+        {
+            h.record_n(v, i as u64 + 1).unwrap();
+        }
+        let expected: Vec<(u64, u64)> =
+            h.iter_recorded().map(|v| (v.value_iterated_to(), v.count_at_value())).collect();
+        let lowest: Vec<(u64, u64)> = h
+            .iter_recorded()
+            .map(|v| (h.lowest_equivalent(v.value_iterated_to()), v.count_at_value()))
+            .collect();
+        for compressed in [true, false] {
+            let mut bytes = Vec::new();
+            if compressed {
+                V2DeflateSerializer::new().serialize(&h, &mut bytes).unwrap();
+            } else {
+                V2Serializer::new().serialize(&h, &mut bytes).unwrap();
+            }
+            let counts = CountsDecoder::default().decode(&bytes).unwrap();
+            assert_eq!(counts.total, h.len());
+            // Each bucket by its lowest value; recording it again lands in the same bucket.
+            assert_eq!(counts.buckets, lowest, "compressed: {compressed}");
+            let mut again = new_histogram();
+            for &(v, n) in &counts.buckets {
+                again.record_n(v, n).unwrap();
+            }
+            let back: Vec<(u64, u64)> =
+                again.iter_recorded().map(|v| (v.value_iterated_to(), v.count_at_value())).collect();
+            assert_eq!(back, expected);
+        }
+        let mut bad = Vec::new();
+        V2DeflateSerializer::new().serialize(&h, &mut bad).unwrap();
+        bad.truncate(bad.len() / 2);
+        assert!(CountsDecoder::default().decode(&bad).is_err());
+        assert!(CountsDecoder::default().decode(b"nonsense").is_err());
     }
 
     #[test]

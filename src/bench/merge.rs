@@ -253,7 +253,7 @@ impl Merger {
         let mut last = Duration::ZERO;
         let mut failed = None;
         let (per_second, points) = (&mut self.per_second, &mut self.points);
-        let info = hdrlog::read_each(text, |start, iv| {
+        let info = hdrlog::read_each_counts(text, |start, iv| {
             if failed.is_some() {
                 return;
             }
@@ -267,8 +267,7 @@ impl Merger {
             });
             // Only the buckets that hold samples: an interval has a few hundred of
             // its tens of thousands (a whole-array `add` was most of the time).
-            for v in iv.histogram.iter_recorded() {
-                let (value, n) = (v.value_iterated_to(), v.count_at_value());
+            for &(value, n) in &iv.histogram.buckets {
                 let point_n = u32::try_from(n).unwrap_or(u32::MAX);
                 if let Err(e) = hist.record_n(value, n).and_then(|()| point.record_n(value, point_n)) {
                     failed = Some(format!("histogram out of range: {e:?}"));
@@ -279,7 +278,7 @@ impl Merger {
                 *interval_errors.entry(k.clone()).or_default() += n;
             }
             last = last.max(iv.start + iv.length);
-            *per_second.entry(at.div_euclid(1000)).or_default() += iv.histogram.len();
+            *per_second.entry(at.div_euclid(1000)).or_default() += iv.histogram.total;
         })
         .map_err(|source| MergeError::Log { name: name.to_string(), source })?;
         if let Some(what) = failed {

@@ -52,9 +52,12 @@ pub mod verify;
 pub mod workload;
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use thiserror::Error;
+
+use crate::net::proxy::{Malformed, SourceRange, Version};
 
 pub use report::Report;
 pub use run::{Interval, Observer, Progress, Started, run, run_with};
@@ -87,6 +90,9 @@ pub const DEFAULT_SHOW_ERRORS: usize = 5;
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
 /// Most agents one run may be split over.
 pub const MAX_SHARDS: u32 = 10_000;
+/// Synthetic clients for `--proxy-header` when none are given: RFC 2544's
+/// benchmarking network, so a log shows at once that the client was made up.
+pub const DEFAULT_PROXY_SOURCE: &str = "198.18.0.0/15:1024-65535";
 /// Furthest ahead a start time may be: beyond it, a typo is likelier than a plan.
 pub const MAX_START_DELAY: Duration = Duration::from_secs(24 * 3600);
 
@@ -161,6 +167,38 @@ pub struct Config {
     /// warm-up come before it), at most [`MAX_START_DELAY`] ahead; when it is
     /// already past, at once.
     pub start_at: Option<SystemTime>,
+    /// Send a PROXY protocol header first on every connection, each from its own
+    /// synthetic client ([`ProxyHeader`]); `None`: no header.
+    pub proxy: Option<ProxyHeader>,
+    /// Instead of requests, send these malformed PROXY headers (round robin over
+    /// the churn sessions), shut down the write half and expect the receiver to
+    /// close without a byte; only with [`Workload::Churn`].
+    pub proxy_malformed: Vec<Malformed>,
+    /// Speak TLS over every connection (after the PROXY header, if any); each
+    /// churn session is a full handshake. `None`: plain TCP.
+    pub tls: Option<Tls>,
+}
+
+/// TLS client settings of a run (`--tls`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tls {
+    /// Trust only the certificates in this PEM file instead of the system store.
+    pub cacert: Option<PathBuf>,
+    /// Accept any certificate (`-k`); handshake signatures are still verified.
+    pub insecure: bool,
+    /// The name sent (SNI) and checked against the certificate; `None`: the
+    /// host of [`Config::addr`].
+    pub sni: Option<String>,
+}
+
+/// The PROXY protocol header each connection sends first (`--proxy-header`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyHeader {
+    /// v1 (text) or v2 (binary).
+    pub version: Version,
+    /// Synthetic client addresses: connection (or churn session) `i` claims to
+    /// come from `source.nth(i)`, `i` being unique across shards.
+    pub source: SourceRange,
 }
 
 impl Config {
@@ -187,6 +225,9 @@ impl Config {
             intervals: None,
             shard: None,
             start_at: None,
+            proxy: None,
+            proxy_malformed: Vec::new(),
+            tls: None,
         }
     }
 
@@ -220,6 +261,14 @@ impl Config {
                 || self.requests.is_some_and(|n| n < u64::from(sh.count))
             {
                 return Err(BenchError::ShardTooSmall(sh.count));
+            }
+        }
+        if !self.proxy_malformed.is_empty() {
+            if self.workload != Workload::Churn {
+                return Err(BenchError::MalformedNeedsChurn);
+            }
+            if self.proxy.is_some() {
+                return Err(BenchError::MalformedWithHeader);
             }
         }
         if let Some(at) = self.start_at {
@@ -267,11 +316,26 @@ pub enum BenchError {
     #[error("--start-at is more than {} hours ahead", MAX_START_DELAY.as_secs() / 3600)]
     StartTooLate,
     /// `--find-max-rate` with `--shard`.
-    #[error("--find-max-rate does not run with --shard: every step's verdict needs every agent's histogram")]
+    #[error(
+        "--find-max-rate does not run with --shard: every step's verdict needs every agent's histogram. \
+         By hand: run each step on every agent with the same --rate R (the total), --shard I/N, one \
+         --start-at and --hdr-log FILE; `tcpkit bench merge` the logs and read its percentiles and \
+         errors; double R while the target holds, then bisect between the last good and the first bad \
+         rate (README: \"The highest rate that meets a target\")"
+    )]
     SearchWithShard,
     /// A step count out of range.
     #[error("--max-steps: {0} is not in 1..={max}", max = search::MAX_STEPS)]
     Steps(u32),
+    /// Malformed PROXY headers with a workload other than churn.
+    #[error("--proxy-malformed sends one header per connection: it runs with -w churn only")]
+    MalformedNeedsChurn,
+    /// Malformed PROXY headers and a valid one.
+    #[error("--proxy-malformed and --proxy-header exclude each other")]
+    MalformedWithHeader,
+    /// The TLS settings cannot be used (an unreadable `--cacert`, a bad name).
+    #[error("--tls: {0}")]
+    Tls(String),
     /// The address is not `HOST:PORT`.
     #[error("not HOST:PORT: {0:?}")]
     Address(String),

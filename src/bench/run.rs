@@ -118,6 +118,10 @@ pub async fn run_with(config: &Config, observer: &mut dyn Observer) -> Result<Re
         Some(length) => Stats::with_intervals(length),
         None => Stats::new(),
     };
+    let tls = match &config.tls {
+        None => None,
+        Some(t) => Some(tls_client(t, &config.addr)?),
+    };
     let (clock_tx, clock_rx) = watch::channel(None);
     let sh = Arc::new(Shared {
         spec,
@@ -141,6 +145,10 @@ pub async fn run_with(config: &Config, observer: &mut dyn Observer) -> Result<Re
         held: Default::default(),
         stats: std::sync::Mutex::new(stats),
         errors: std::sync::Mutex::new(ErrorLog { limit: config.show_errors, ..Default::default() }),
+        total_connections: config.connections,
+        proxy: config.proxy.as_ref().map(|p| (p.version, p.source.clone())),
+        malformed: config.proxy_malformed.clone(),
+        tls,
     });
     let mut tasks = JoinSet::new();
     for id in first_id..first_id + connections {
@@ -269,6 +277,26 @@ fn progress(sh: &Shared, phase: &'static str) -> Progress {
 }
 
 /// `HOST:PORT` (IPv6 in brackets) to the first address it resolves to.
+/// The TLS client configuration and server name for `tls` against `addr`.
+fn tls_client(
+    tls: &super::Tls,
+    addr: &str,
+) -> Result<(Arc<rustls::ClientConfig>, rustls::pki_types::ServerName<'static>), BenchError> {
+    let settings = crate::net::tls::ClientSettings {
+        cacert: tls.cacert.clone(),
+        insecure: tls.insecure,
+        ..Default::default()
+    };
+    let config =
+        crate::net::tls::client_config_with(&settings).map_err(|e| BenchError::Tls(e.to_string()))?;
+    let host = match &tls.sni {
+        Some(name) => name.as_str(),
+        None => addr.rsplit_once(':').map_or(addr, |(host, _)| host),
+    };
+    let name = crate::net::tls::server_name(host).map_err(|e| BenchError::Tls(e.to_string()))?;
+    Ok((config, name))
+}
+
 async fn resolve(addr: &str) -> Result<SocketAddr, BenchError> {
     let bad = || BenchError::Address(addr.to_string());
     let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;

@@ -60,6 +60,25 @@ pub enum ConnError {
         /// What was awaited (empty while waiting for a close).
         expected: Vec<u8>,
     },
+    /// A receiver answered a malformed PROXY header instead of closing.
+    #[error("malformed PROXY header ({kind}) answered: \"{}\"", esc(got))]
+    ProxyAnswered {
+        /// The malformed kind sent.
+        kind: &'static str,
+        /// The first bytes of the answer, up to [`SHOWN_BYTES`].
+        got: Vec<u8>,
+    },
+    /// A receiver kept a connection open after a malformed PROXY header.
+    #[error("malformed PROXY header ({kind}) not refused: no close within {} ms", after.as_millis())]
+    ProxyNotClosed {
+        /// The malformed kind sent.
+        kind: &'static str,
+        /// The timeout.
+        after: Duration,
+    },
+    /// The TLS handshake failed: a rejected certificate, an alert, a timeout.
+    #[error(transparent)]
+    Tls(#[from] crate::net::tls::HandshakeError),
     /// The connection could not be established.
     #[error("connect failed: {0}")]
     Connect(io::Error),
@@ -78,6 +97,11 @@ impl ConnError {
             ConnError::Closed => "closed",
             ConnError::Reset => "reset",
             ConnError::Timeout { .. } => "timeout",
+            ConnError::ProxyAnswered { .. } => "malformed PROXY header answered",
+            ConnError::ProxyNotClosed { .. } => "malformed PROXY header not refused",
+            ConnError::Tls(crate::net::tls::HandshakeError::Certificate { .. }) => "TLS certificate rejected",
+            ConnError::Tls(crate::net::tls::HandshakeError::TimedOut { .. }) => "TLS handshake timed out",
+            ConnError::Tls(_) => "TLS handshake failed",
             ConnError::Connect(_) => "connect failed",
             ConnError::Io(_) => "socket error",
         }

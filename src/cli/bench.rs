@@ -20,6 +20,7 @@ use super::duration::parse_duration;
 use crate::Failure;
 use crate::bench::hdrlog::HdrLogWriter;
 use crate::bench::{self, BenchError, Config, Interval, Observer, Progress, Report, Started, Workload};
+use crate::net::proxy;
 
 /// Load-test a line-based TCP server, verifying every reply.
 ///
@@ -166,6 +167,48 @@ pub struct BenchArgs {
     /// (`2026-12-01T06:00:00Z`) or Unix seconds; connecting and the warm-up come first.
     #[arg(long, value_name = "TIME", value_parser = parse_start_at)]
     pub start_at: Option<SystemTime>,
+
+    /// Send a PROXY protocol header first on every connection, as a load
+    /// balancer does: `v1` (text) or `v2` (binary).
+    #[arg(long, value_name = "v1|v2", help_heading = "PROXY protocol")]
+    pub proxy_header: Option<proxy::Version>,
+    /// The synthetic clients the headers claim, one per connection (and churn
+    /// session), in order: `CIDR[:PORTS]`, e.g. `10.0.0.0/16:1024-65535`.
+    #[arg(long, value_name = "RANGE", requires = "proxy_header",
+          default_value = bench::DEFAULT_PROXY_SOURCE, help_heading = "PROXY protocol")]
+    pub proxy_source: proxy::SourceRange,
+    /// Send malformed PROXY headers instead of requests (`-w churn`): one kind
+    /// or `all` (round robin); a session passes when the receiver closes without a byte.
+    #[arg(long, value_name = "KIND|all", value_parser = parse_malformed,
+          conflicts_with = "proxy_header", help_heading = "PROXY protocol")]
+    pub proxy_malformed: Option<Malformed>,
+
+    /// Speak TLS over every connection (after the PROXY header): the server's
+    /// certificate is verified against the system's roots (or --cacert) and
+    /// the host name. Each churn session is a full handshake.
+    #[arg(long, help_heading = "TLS")]
+    pub tls: bool,
+    /// Trust only the CA certificates in this PEM file.
+    #[arg(long, value_name = "FILE", requires = "tls", help_heading = "TLS")]
+    pub cacert: Option<PathBuf>,
+    /// Do not verify the server's certificate (its handshake signature still is).
+    #[arg(short = 'k', long, requires = "tls", help_heading = "TLS")]
+    pub insecure: bool,
+    /// Name for SNI and for checking the certificate, instead of the host of ADDR.
+    #[arg(long, value_name = "NAME", requires = "tls", help_heading = "TLS")]
+    pub sni: Option<String>,
+}
+
+/// Malformed PROXY header kinds to send (`--proxy-malformed`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Malformed(pub Vec<proxy::Malformed>);
+
+/// One kind by name, or `all`.
+pub fn parse_malformed(s: &str) -> Result<Malformed, String> {
+    if s == "all" {
+        return Ok(Malformed(proxy::Malformed::ALL.to_vec()));
+    }
+    Ok(Malformed(vec![s.parse()?]))
 }
 
 /// Flags of `--find-max-rate`.
@@ -173,7 +216,7 @@ pub struct BenchArgs {
 pub struct SearchArgs {
     /// Search for the highest open-loop rate that meets `--slo` with zero errors:
     /// short steps of `--step-duration`, doubling from `--min-rate`, then bisecting.
-    #[arg(long, conflicts_with_all = ["rate", "requests", "shard", "hdr_log"])]
+    #[arg(long, conflicts_with_all = ["rate", "requests", "hdr_log"])]
     pub find_max_rate: bool,
 
     /// The latency target of `--find-max-rate`: `p99<=10ms`, or several, `p50<=1ms,p99<=10ms`.
@@ -316,6 +359,15 @@ impl BenchArgs {
         c.show_errors = self.show_errors;
         c.intervals = self.hdr_log.is_some().then_some(self.hdr_interval.0);
         c.start_at = self.start_at;
+        c.proxy = self
+            .proxy_header
+            .map(|version| bench::ProxyHeader { version, source: self.proxy_source.clone() });
+        c.tls = self.tls.then(|| bench::Tls {
+            cacert: self.cacert.clone(),
+            insecure: self.insecure,
+            sni: self.sni.clone(),
+        });
+        c.proxy_malformed = self.proxy_malformed.as_ref().map(|m| m.0.clone()).unwrap_or_default();
         if let Some(shard) = self.shard {
             let index = match shard.index {
                 Some(i) => i,
@@ -825,6 +877,29 @@ mod tests {
         assert_eq!(Time(Duration::from_millis(250)).to_string(), "250ms");
         assert_eq!(Time(Duration::ZERO).to_string(), "0s");
         assert_eq!("500ms".parse::<Time>(), Ok(Time(Duration::from_millis(500))));
+    }
+
+    #[test]
+    fn proxy_flags_map_to_the_config() {
+        let none = |_: &str| None;
+        let c = bench(&["a:1"]).config(none).unwrap();
+        assert_eq!((c.proxy, c.proxy_malformed.len()), (None, 0));
+        let c = bench(&["a:1", "--proxy-header", "v2"]).config(none).unwrap();
+        let p = c.proxy.unwrap();
+        assert_eq!(
+            (p.version, p.source.to_string()),
+            (proxy::Version::V2, "198.18.0.0/15:1024-65535".into())
+        );
+        let c =
+            bench(&["a:1", "--proxy-header", "1", "--proxy-source", "10.0.0.0/8:99"]).config(none).unwrap();
+        assert_eq!(c.proxy.unwrap().source.nth(1).to_string(), "10.0.0.1:99");
+        let c = bench(&["a:1", "-w", "churn", "--proxy-malformed", "all"]).config(none).unwrap();
+        assert_eq!(c.proxy_malformed, proxy::Malformed::ALL);
+        let c = bench(&["a:1", "-w", "churn", "--proxy-malformed", "v1-too-long"]).config(none).unwrap();
+        assert_eq!(c.proxy_malformed, [proxy::Malformed::V1TooLong]);
+        assert!(fails(&["a:1", "--proxy-source", "10.0.0.0/8"]), "needs --proxy-header");
+        assert!(fails(&["a:1", "--proxy-header", "v3"]));
+        assert!(fails(&["a:1", "--proxy-header", "v1", "--proxy-source", "10.0.0.1/8"]), "host bits");
     }
 
     /// Every exit code the README documents, and what leads to it.

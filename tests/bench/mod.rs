@@ -359,4 +359,20 @@ fn echo_workload_verifies_serve_configured_as_an_echo_server() {
     assert_eq!(j["verified"], 300, "{j}");
 }
 
+#[test]
+fn find_max_rate_with_shard_is_refused_with_the_way_to_do_it_by_hand() {
+    let out = tcpkit()
+        .args(["bench", "127.0.0.1:1", "--find-max-rate", "--shard", "0/2", "-c", "4"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("By hand: run each step on every agent with the same --rate R"), "{err}");
+    assert!(err.contains("tcpkit bench merge"), "{err}");
+}
+
 mod distributed;
+#[cfg(feature = "interop")]
+mod haproxy;
+mod proxy;
+mod tls;
