@@ -12,6 +12,7 @@ mod requests;
 mod retry;
 pub(crate) mod servers;
 mod tls;
+pub(crate) mod trace;
 mod upload;
 
 use std::path::Path;
