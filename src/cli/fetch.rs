@@ -20,6 +20,7 @@ use crate::fetch::{self, Body, Config, FetchError, output_name, timing, writeout
 use crate::net::ConnectError;
 use crate::net::connect::Family;
 use crate::net::tls::ClientOptions;
+use crate::net::trace::{self, Format, Trace, TraceWriter};
 
 /// Fetch a URL over HTTP/1.1 or HTTPS.
 ///
@@ -185,6 +186,19 @@ pub struct FetchArgs {
     /// Show the request and response heads (and connection details) on stderr.
     #[arg(short = 'v', long = "verbose")]
     pub verbose: bool,
+
+    /// Record every byte sent and received (after TLS) in curl's --trace layout,
+    /// hex and ASCII, with `== Info:` lines for connections, TLS and redirects (`-` = stdout).
+    #[arg(long = "trace", value_name = "FILE", conflicts_with = "trace_ascii")]
+    pub trace: Option<PathBuf>,
+
+    /// Like --trace, in curl's --trace-ascii layout (ASCII only).
+    #[arg(long = "trace-ascii", value_name = "FILE")]
+    pub trace_ascii: Option<PathBuf>,
+
+    /// Start each --trace/--trace-ascii event with the time of day (UTC, microseconds).
+    #[arg(long = "trace-time")]
+    pub trace_time: bool,
 
     /// Silence the progress bar and error messages.
     #[arg(short = 's', long = "silent")]
@@ -403,6 +417,30 @@ impl FetchArgs {
         Ok(Some(Body::Bytes(body)))
     }
 
+    /// The trace file asked for (`-`: stdout) and its layout, if any.
+    fn trace_target(&self) -> Option<(&PathBuf, trace::Options)> {
+        let (path, format) = match (&self.trace, &self.trace_ascii) {
+            (Some(p), _) => (p, Format::Curl),
+            (_, Some(p)) => (p, Format::CurlAscii),
+            _ => return None,
+        };
+        Some((path, trace::Options { format, time: self.trace_time, ..trace::Options::default() }))
+    }
+
+    /// Open the trace file and start its writer thread.
+    fn start_trace(&self) -> Result<Option<(Trace, TraceWriter, String)>, Failure> {
+        let Some((path, opts)) = self.trace_target() else { return Ok(None) };
+        let shown = path.display().to_string();
+        let started = if shown == "-" {
+            trace::start(std::io::stdout(), opts)
+        } else {
+            std::fs::File::create(path).and_then(|file| trace::start(std::io::BufWriter::new(file), opts))
+        };
+        started
+            .map(|(trace, writer)| Some((trace, writer, shown.clone())))
+            .map_err(|e| Failure::new(23, format!("trace: {shown}: {e}")))
+    }
+
     /// Run `tcpkit fetch`: the transfer, then `--timing`, `-w`, and the final error with
     /// its exit code.
     pub fn run(self) -> Result<(), Failure> {
@@ -413,6 +451,9 @@ impl FetchArgs {
         };
         let cfg = self.config().map_err(|e| failure(&e, String::new()))?;
         let write_out = self.write_out_format().map_err(|e| failure(&e, String::new()))?;
+        let mut cfg = cfg;
+        let tracing = self.start_trace()?;
+        cfg.trace = tracing.as_ref().map(|(trace, _, _)| trace.clone());
         let outcome = fetch::Client::new(cfg.clone()).run_with(|err, delay, left| {
             if show_errors {
                 let s = if left == 1 { "y" } else { "ies" };
@@ -432,6 +473,16 @@ impl FetchArgs {
             }
             None => String::new(),
         };
+        if let Some((_, writer, shown)) = tracing {
+            // Best effort: a failing trace is reported once, the exit code is the transfer's.
+            let done = writer.finish();
+            if let (Some(e), true) = (done.error, show_errors) {
+                to_stderr(&format!("tcpkit: warning: trace {shown}: {e}\n"));
+            }
+            if done.dropped > 0 && show_errors {
+                to_stderr(&format!("tcpkit: warning: trace {shown}: {} bytes not recorded\n", done.dropped));
+            }
+        }
         if self.timing {
             to_stderr(&timing::render(&outcome.metrics.hops));
         }

@@ -12,6 +12,7 @@ use super::policy::HeaderEdit;
 use super::upload::Body;
 use crate::net::connect::Family;
 use crate::net::tls::ClientOptions;
+use crate::net::trace::Trace;
 
 /// Redirects followed before giving up (curl's `--max-redirs` default).
 pub const DEFAULT_MAX_REDIRS: u32 = 50;
@@ -118,6 +119,9 @@ pub struct Config {
     pub progress: bool,
     /// A status of 400 or more is [`super::FetchError::HttpStatus`], with no body (`-f`).
     pub fail: bool,
+    /// Record every connection's bytes (after TLS) and `Info` lines here
+    /// (`--trace`, `--trace-ascii`); the caller starts and finishes its writer.
+    pub trace: Option<Trace>,
 }
 
 impl Config {
@@ -171,6 +175,7 @@ impl Config {
             retry: Retry::default(),
             progress: false,
             fail: false,
+            trace: None,
         }
     }
 }

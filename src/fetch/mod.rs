@@ -38,6 +38,7 @@ pub mod range;
 pub mod sink;
 pub mod stream;
 pub mod timing;
+pub mod trace;
 pub mod transfer;
 pub mod upload;
 pub mod writeout;

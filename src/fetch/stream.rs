@@ -18,8 +18,9 @@ use tokio_rustls::client::TlsStream;
 use url::Url;
 
 use super::error::FetchError;
+use super::trace::HttpTap;
 use crate::net::connect::{ConnectOptions, connect};
-use crate::net::tls::certificate_reason;
+use crate::net::tls::{HandshakeSummary, certificate_reason};
 
 /// A plain or TLS connection.
 pub enum Stream {
@@ -27,6 +28,19 @@ pub enum Stream {
     Plain(TcpStream),
     /// https: rustls over the socket.
     Tls(Box<TlsStream<TcpStream>>),
+    /// Either, recorded by `--trace` (never spliced: the trace must see every byte).
+    Traced(Box<HttpTap<Stream>>),
+}
+
+impl Stream {
+    /// Whether TLS carries the bytes (a close without close_notify then matters).
+    pub fn is_tls(&self) -> bool {
+        match self {
+            Stream::Plain(_) => false,
+            Stream::Tls(_) => true,
+            Stream::Traced(t) => t.get_ref().is_tls(),
+        }
+    }
 }
 
 /// A connection and what it took to open it.
@@ -45,6 +59,8 @@ pub struct Opened {
     pub tls_done: Option<Duration>,
     /// The negotiated TLS version and ALPN protocol, for `-v`.
     pub tls_info: Option<String>,
+    /// The handshake in full (version, cipher, ALPN, peer certificate), for `--trace`.
+    pub tls_summary: Option<HandshakeSummary>,
 }
 
 /// An HTTP proxy on the way to a URL.
@@ -98,6 +114,7 @@ pub async fn open(
             connected: c.connect_time,
             tls_done: None,
             tls_info: None,
+            tls_summary: None,
         });
     };
     let tcp = c.stream;
@@ -128,6 +145,7 @@ pub async fn open(
             .map(|p| String::from_utf8_lossy(p).into_owned())
             .unwrap_or_else(|| "none".into())
     ));
+    let tls_summary = Some(HandshakeSummary::of(session));
     Ok(Opened {
         stream: Stream::Tls(Box::new(stream)),
         peer: c.peer,
@@ -136,6 +154,7 @@ pub async fn open(
         connected: c.connect_time,
         tls_done: Some(start.elapsed()),
         tls_info,
+        tls_summary,
     })
 }
 
@@ -198,6 +217,7 @@ impl AsyncRead for Stream {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Stream::Traced(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -207,6 +227,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Stream::Traced(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
@@ -214,6 +235,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_flush(cx),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Stream::Traced(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
@@ -221,6 +243,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Stream::Traced(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }

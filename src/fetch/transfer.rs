@@ -23,6 +23,7 @@ use super::range;
 use super::sink::{self, Resume, Start};
 use super::splice;
 use super::stream::{self, Stream};
+use super::trace::HttpTap;
 use super::upload::{self, Body};
 use crate::net::connect::ConnectOptions;
 use crate::net::tls::client_config;
@@ -121,6 +122,9 @@ impl<'a> Transfer<'a> {
             if cfg.verbose {
                 to_stderr(&format!("* following redirect to {}\n", policy::redacted(&next.url)));
             }
+            if let Some(trace) = &cfg.trace {
+                trace.info(format!("Issue another request to this URL: '{}'", policy::redacted(&next.url)));
+            }
             (url, method) = (next.url, next.method);
             if !next.keep_body {
                 body = None;
@@ -181,7 +185,15 @@ impl<'a> Transfer<'a> {
         let via =
             proxy.map(|proxy| stream::Via { proxy, tunnel: url.scheme() == "https" || cfg.proxy_tunnel });
         self.forward_proxy = via.filter(|v| !v.tunnel).map(|v| v.proxy.clone());
-        let opened = stream::open(url, &opts, tls, cfg.connect_timeout, via).await?;
+        let opened = match stream::open(url, &opts, tls, cfg.connect_timeout, via).await {
+            Ok(opened) => opened,
+            Err(e) => {
+                if let Some(trace) = &cfg.trace {
+                    trace.info(e.to_string());
+                }
+                return Err(e);
+            }
+        };
         let hop = self.metrics.hop_mut();
         (hop.resolved, hop.connected, hop.tls_done) =
             (Some(opened.resolved), Some(opened.connected), opened.tls_done);
@@ -193,7 +205,13 @@ impl<'a> Transfer<'a> {
                 to_stderr(&format!("* TLS: {info}\n"));
             }
         }
-        Ok(opened.stream)
+        let Some(trace) = &cfg.trace else { return Ok(opened.stream) };
+        let host = url.host_str().unwrap_or_default();
+        trace.info(format!("Connected to {host} ({}) from {}", opened.peer, opened.local));
+        for line in opened.tls_summary.iter().flat_map(|s| s.lines()) {
+            trace.info(line);
+        }
+        Ok(Stream::Traced(Box::new(HttpTap::new(opened.stream, trace.clone()))))
     }
 
     fn tls_config(&mut self) -> Result<Arc<ClientConfig>, FetchError> {
@@ -494,7 +512,7 @@ impl<'a> Transfer<'a> {
         buf: &mut [u8],
     ) -> Result<usize, FetchError> {
         match stream.read(buf).await {
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && matches!(stream, Stream::Tls(_)) => {
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && stream.is_tls() => {
                 if kind == BodyKind::UntilClose && !self.cfg.ignore_missing_close_notify {
                     return Err(FetchError::Http(Http1Error::Truncated {
                         received: self.metrics.received,
@@ -526,7 +544,7 @@ fn redirect_location(head: &ResponseHead) -> Result<Option<&[u8]>, FetchError> {
 /// here (a close inside a head is an error either way).
 async fn read_head_bytes(stream: &mut Stream, buf: &mut [u8]) -> std::io::Result<usize> {
     match stream.read(buf).await {
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && matches!(stream, Stream::Tls(_)) => Ok(0),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && stream.is_tls() => Ok(0),
         other => other,
     }
 }

@@ -12,6 +12,9 @@ mod requests;
 mod retry;
 pub(crate) mod servers;
 mod tls;
+pub(crate) mod trace;
+#[cfg(feature = "interop")]
+mod trace_wire;
 mod upload;
 
 use std::path::Path;
