@@ -695,3 +695,4 @@ mod deploy;
 #[cfg(feature = "interop")]
 mod haproxy;
 mod restart;
+mod tls;
