@@ -696,3 +696,5 @@ mod deploy;
 mod haproxy;
 mod restart;
 mod tls;
+#[cfg(feature = "interop")]
+mod tls_interop;

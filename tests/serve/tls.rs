@@ -18,6 +18,7 @@ const LIMIT: Duration = Duration::from_secs(10);
 /// A CA, a server certificate for localhost/127.0.0.1 and a client
 /// certificate, all signed by it, as PEM files in a temporary directory.
 pub struct Pki {
+    /// Holds the files; removed when dropped.
     pub dir: tempfile::TempDir,
 }
 
