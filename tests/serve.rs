@@ -698,3 +698,4 @@ mod restart;
 mod tls;
 #[cfg(feature = "interop")]
 mod tls_interop;
+mod trace;

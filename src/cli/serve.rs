@@ -125,6 +125,18 @@ pub struct ServeArgs {
           value_parser = super::duration::parse_duration)]
     pub tls_handshake_timeout: Duration,
 
+    /// Trace every connection to a file of its own in DIR (curl's --trace
+    /// layout, named by start time and 4-tuple, created at the first byte).
+    /// DIR must exist and be writable; a write that fails later is logged
+    /// once and never affects serving.
+    #[arg(long, value_name = "DIR")]
+    pub trace: Option<PathBuf>,
+
+    /// Data bytes traced per connection (both directions); past it one line
+    /// says so and nothing more is recorded, so a busy server cannot fill the disk.
+    #[arg(long, value_name = "BYTES", default_value_t = serve::trace::DEFAULT_MAX_BYTES, requires = "trace")]
+    pub trace_max_bytes: u64,
+
     /// Log warnings and errors only (no per-connection lines).
     #[arg(short, long, conflicts_with = "verbose")]
     pub quiet: bool,
@@ -163,6 +175,10 @@ impl ServeArgs {
                 }
             }),
             tls_handshake_timeout: self.tls_handshake_timeout,
+            trace: self
+                .trace
+                .as_ref()
+                .map(|dir| serve::trace::TraceConfig { dir: dir.clone(), max_bytes: self.trace_max_bytes }),
             proxy_protocol: self.proxy_protocol.then(|| {
                 if self.proxy_trusted.is_empty() {
                     serve::proxy::default_trusted()

@@ -17,7 +17,9 @@ use tracing::{info, warn};
 use super::conn::{self, CloseReason, ConnConfig, ConnStats};
 use super::metrics::Metrics;
 use super::proxy::{self, Cidr, Proxied};
+use super::trace::Tracer;
 use super::{ACCEPT_BACKOFF_MAX, ServeError, protocol};
+use crate::net::trace::{Tap, Trace};
 
 /// After the shutdown deadline, how long connections get to notice the hard stop.
 const HARD_STOP_GRACE: Duration = Duration::from_secs(1);
@@ -50,6 +52,8 @@ pub(super) struct Shared {
     proxy: Option<Vec<Cidr>>,
     /// TLS on every connection, after the PROXY header.
     tls: Option<TlsAccept>,
+    /// `--trace DIR`: a trace per connection.
+    tracer: Option<Tracer>,
     metrics: Arc<Metrics>,
     served: AtomicU64,
     busy: AtomicU64,
@@ -64,11 +68,13 @@ impl Shared {
         backlog: u32,
         proxy: Option<Vec<Cidr>>,
         tls: Option<TlsAccept>,
+        tracer: Option<Tracer>,
     ) -> Self {
         Shared {
             conn,
             proxy,
             tls,
+            tracer,
             metrics: Arc::new(Metrics::default()),
             active: AtomicUsize::new(0),
             max_connections,
@@ -77,6 +83,13 @@ impl Shared {
             served: AtomicU64::new(0),
             busy: AtomicU64::new(0),
             cut: AtomicU64::new(0),
+        }
+    }
+
+    /// Write out the traces still queued (at the end of `run`).
+    pub(super) fn finish_traces(&self) {
+        if let Some(t) = &self.tracer {
+            t.finish();
         }
     }
 
@@ -256,10 +269,12 @@ fn admit(stream: TcpStream, peer: SocketAddr, ctx: &AcceptCtx) {
                 }
             }
         }
+        // Opened after the PROXY header: the trace holds the conversation only.
+        let trace = shared.tracer.as_ref().and_then(|t| t.open(local, peer));
         let stats = match &shared.tls {
-            None => conn::serve(stream, &shared.conn, &shutdown, &hard_stop).await,
+            None => serve_traced(stream, trace, &shared.conn, &shutdown, &hard_stop).await,
             Some(tls) => match handshake(tls, stream, &hard_stop).await {
-                Ok(stream) => conn::serve(stream, &shared.conn, &shutdown, &hard_stop).await,
+                Ok(stream) => serve_traced(stream, trace, &shared.conn, &shutdown, &hard_stop).await,
                 Err(reason) => {
                     ConnStats { lines: 0, bytes_in: 0, bytes_out: 0, reason: CloseReason::Tls(reason) }
                 }
@@ -273,6 +288,21 @@ fn admit(stream: TcpStream, peer: SocketAddr, ctx: &AcceptCtx) {
         shared.metrics.closed(&stats, start.elapsed());
         log_close(local, peer, proxied.as_ref(), start, &stats);
     });
+}
+
+/// Serve the connection, through a [`Tap`] when it is traced (over TLS the
+/// tap sits above TLS: the trace holds plaintext).
+async fn serve_traced<S: conn::Stream>(
+    stream: S,
+    trace: Option<Trace>,
+    config: &conn::ConnConfig,
+    shutdown: &CancellationToken,
+    hard_stop: &CancellationToken,
+) -> ConnStats {
+    match trace {
+        None => conn::serve(stream, config, shutdown, hard_stop).await,
+        Some(t) => conn::serve(Tap::new(stream, t), config, shutdown, hard_stop).await,
+    }
 }
 
 /// The server's TLS handshake, bounded by the handshake timeout and cut by

@@ -50,6 +50,7 @@ pub mod limits;
 pub mod metrics;
 pub mod protocol;
 pub mod proxy;
+pub mod trace;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -141,6 +142,9 @@ pub struct Config {
     /// Bound on one TLS handshake (capped at [`MAX_TIMEOUT`]); a client that
     /// has not finished it by then is closed.
     pub tls_handshake_timeout: Duration,
+    /// Trace every connection to a file of its own; `None`: no tracing (and
+    /// no cost: the stream is not wrapped).
+    pub trace: Option<trace::TraceConfig>,
 }
 
 impl Default for Config {
@@ -164,6 +168,7 @@ impl Default for Config {
             reuse_port: false,
             tls: None,
             tls_handshake_timeout: seconds(DEFAULT_TLS_HANDSHAKE_TIMEOUT),
+            trace: None,
         }
     }
 }
@@ -202,6 +207,9 @@ pub enum ServeError {
     /// The TLS certificate, key or client CA could not be used.
     #[error("tls: {0}")]
     Tls(#[from] crate::net::tls::TlsError),
+    /// The trace directory cannot be written.
+    #[error("--trace: {0}")]
+    Trace(std::io::Error),
     /// Too few descriptors left to serve anyone.
     #[error(
         "open-file limit {limit} is too low: {open} descriptors are in use or needed at start and \
@@ -263,6 +271,8 @@ impl Server {
         Server::check_reply(config)?;
         // Certificates are read before anything else is set up: a bad file fails fast.
         let tls = config.tls.as_ref().map(ServerSettings::build).transpose()?;
+        let tracer =
+            config.trace.as_ref().map(trace::Tracer::start).transpose().map_err(ServeError::Trace)?;
         for l in &listeners {
             l.set_nonblocking(true).map_err(ServeError::Start)?;
         }
@@ -298,6 +308,7 @@ impl Server {
                 acceptor,
                 handshake_timeout: config.tls_handshake_timeout.min(MAX_TIMEOUT),
             }),
+            tracer,
         ));
         Ok(Server { listeners, workers, shared, capacity, metrics, tls_cert })
     }
@@ -381,6 +392,7 @@ impl Server {
                 .unwrap_or_else(|_| Err(ServeError::Start(std::io::Error::other("a worker panicked"))));
             result = result.and(r);
         }
+        self.shared.finish_traces();
         result.map(|()| self.shared.totals())
     }
 }
