@@ -699,3 +699,5 @@ mod tls;
 #[cfg(feature = "interop")]
 mod tls_interop;
 mod trace;
+#[cfg(feature = "interop")]
+mod wire;
