@@ -82,12 +82,14 @@ fn ncat_ssl_holds_the_conversation_and_mtls_refuses_it_without_a_certificate() {
 
     let mut p = start(&pki, true);
     let port = p.addr.port().to_string();
-    let (out, code) = run(
+    // Under TLS 1.3 the refusal is an alert after ncat's side of the
+    // handshake; ncat 7.93 then exits 0 or 1 (racy), so its status proves
+    // nothing: no conversation and the server's log line do.
+    let (out, _) = run(
         &["ncat", "--ssl", "--ssl-verify", "--ssl-trustfile", &ca, "-4", "localhost", &port],
         b"Michael\nexit\n",
     );
     assert!(!out.contains("Welcome"), "{out}");
-    assert_ne!(code, Some(0));
     let reason = p.wait_log(|v| v["message"] == "closed")["reason"].as_str().unwrap().to_string();
     assert!(reason.starts_with("tls: "), "{reason}");
 }
