@@ -255,3 +255,20 @@ fn proxy_header_comes_before_tls_and_busy_is_a_close_without_a_byte() {
     assert_eq!(line["client"], "192.0.2.7:40000", "{line}");
     assert_eq!(line["reason"], "quit", "{line}");
 }
+
+#[test]
+fn sigterm_answers_a_tls_client_then_closes_it_with_close_notify_and_exits_zero() {
+    let pki = Pki::new("shutdown CA");
+    let args = pki.server_args();
+    let mut p = Proc::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let mut tls = connect(p.addr, client_config(&pki, false)).expect("handshake");
+    tls.write_all(b"Ann\n").unwrap();
+    assert_eq!(read_exact(&mut tls, 21), b"Welcome!\nHello, Ann!\n");
+    p.signal("TERM");
+    let mut rest = Vec::new();
+    // A clean TLS end (close_notify): read_to_end errors on a bare TCP close.
+    tls.read_to_end(&mut rest).expect("close_notify before the TCP close");
+    assert_eq!(rest, b"");
+    assert_eq!(p.wait_log(|v| v["message"] == "closed")["reason"], "shutdown");
+    assert_eq!(p.wait_exit().code(), Some(0));
+}
