@@ -695,3 +695,9 @@ mod deploy;
 #[cfg(feature = "interop")]
 mod haproxy;
 mod restart;
+mod tls;
+#[cfg(feature = "interop")]
+mod tls_interop;
+mod trace;
+#[cfg(feature = "interop")]
+mod wire;

@@ -5,6 +5,8 @@
 //!
 //! Not for: serving (see `crate::serve`). Defaults are the library's constants.
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
@@ -102,6 +104,39 @@ pub struct ServeArgs {
     #[arg(long)]
     pub reuse_port: bool,
 
+    /// Serve TLS on every listener with this PEM certificate chain (needs
+    /// --tls-key). Re-read, with the key, on SIGHUP: new handshakes get the
+    /// new pair, established connections continue.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Require a client certificate signed by a CA in this PEM file (mTLS);
+    /// a client without one, or with another, fails the handshake.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// Close a client that has not finished the TLS handshake after this long.
+    /// Seconds, or with a unit: 500ms, 2m.
+    #[arg(long, value_name = "SECS", default_value = serve::DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+          value_parser = super::duration::parse_duration)]
+    pub tls_handshake_timeout: Duration,
+
+    /// Trace every connection to a file of its own in DIR (curl's --trace
+    /// layout, named by start time and 4-tuple, created at the first byte).
+    /// DIR must exist and be writable; a write that fails later is logged
+    /// once and never affects serving.
+    #[arg(long, value_name = "DIR")]
+    pub trace: Option<PathBuf>,
+
+    /// Data bytes traced per connection (both directions); past it one line
+    /// says so and nothing more is recorded, so a busy server cannot fill the disk.
+    #[arg(long, value_name = "BYTES", default_value_t = serve::trace::DEFAULT_MAX_BYTES, requires = "trace")]
+    pub trace_max_bytes: u64,
+
     /// Log warnings and errors only (no per-connection lines).
     #[arg(short, long, conflicts_with = "verbose")]
     pub quiet: bool,
@@ -131,6 +166,19 @@ impl ServeArgs {
             threads: self.threads,
             metrics: self.metrics,
             reuse_port: self.reuse_port,
+            tls: self.tls_cert.as_ref().zip(self.tls_key.as_ref()).map(|(cert, key)| {
+                crate::net::tls::ServerSettings {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    client_ca: self.tls_client_ca.clone(),
+                    ..Default::default()
+                }
+            }),
+            tls_handshake_timeout: self.tls_handshake_timeout,
+            trace: self
+                .trace
+                .as_ref()
+                .map(|dir| serve::trace::TraceConfig { dir: dir.clone(), max_bytes: self.trace_max_bytes }),
             proxy_protocol: self.proxy_protocol.then(|| {
                 if self.proxy_trusted.is_empty() {
                     serve::proxy::default_trusted()
@@ -175,6 +223,14 @@ fn run(args: ServeArgs) -> Result<(), Failure> {
             Ok(signals) => drop(tokio::spawn(signals.watch(shutdown.clone()))),
             Err(e) => warn!(error = %e, "cannot install signal handlers; stop the server with SIGKILL"),
         }
+        if let Some(cert) = server.tls_cert() {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+                Ok(hup) => drop(tokio::spawn(reload_on_hup(hup, cert))),
+                Err(e) => {
+                    warn!(error = %e, "cannot install the SIGHUP handler: certificates are not reloaded")
+                }
+            }
+        }
         for addr in server.local_addrs() {
             info!(%addr, activated, "listening");
         }
@@ -205,6 +261,17 @@ fn run(args: ServeArgs) -> Result<(), Failure> {
         info!(served = t.served, busy = t.busy, cut = t.cut, "stopped");
         Ok(())
     })
+}
+
+/// SIGHUP: re-read the TLS certificate and key, one log line each time.
+/// A bad pair is refused and the one in use kept.
+async fn reload_on_hup(mut hup: tokio::signal::unix::Signal, cert: Arc<crate::net::tls::ReloadableCert>) {
+    while hup.recv().await.is_some() {
+        match cert.reload() {
+            Ok(()) => info!("SIGHUP: TLS certificate reloaded"),
+            Err(e) => warn!(error = %e, "SIGHUP: TLS certificate kept: the new one is unusable"),
+        }
+    }
 }
 
 /// The TCP listeners systemd passed (`LISTEN_FDS`, `LISTEN_PID` this

@@ -17,7 +17,9 @@ use tracing::{info, warn};
 use super::conn::{self, CloseReason, ConnConfig, ConnStats};
 use super::metrics::Metrics;
 use super::proxy::{self, Cidr, Proxied};
+use super::trace::Tracer;
 use super::{ACCEPT_BACKOFF_MAX, ServeError, protocol};
+use crate::net::trace::{Tap, Trace};
 
 /// After the shutdown deadline, how long connections get to notice the hard stop.
 const HARD_STOP_GRACE: Duration = Duration::from_secs(1);
@@ -48,6 +50,10 @@ pub(super) struct Shared {
     backlog: u32,
     /// Peers trusted to send a PROXY header, when one is expected.
     proxy: Option<Vec<Cidr>>,
+    /// TLS on every connection, after the PROXY header.
+    tls: Option<TlsAccept>,
+    /// `--trace DIR`: a trace per connection.
+    tracer: Option<Tracer>,
     metrics: Arc<Metrics>,
     served: AtomicU64,
     busy: AtomicU64,
@@ -61,10 +67,14 @@ impl Shared {
         shutdown_timeout: Duration,
         backlog: u32,
         proxy: Option<Vec<Cidr>>,
+        tls: Option<TlsAccept>,
+        tracer: Option<Tracer>,
     ) -> Self {
         Shared {
             conn,
             proxy,
+            tls,
+            tracer,
             metrics: Arc::new(Metrics::default()),
             active: AtomicUsize::new(0),
             max_connections,
@@ -73,6 +83,13 @@ impl Shared {
             served: AtomicU64::new(0),
             busy: AtomicU64::new(0),
             cut: AtomicU64::new(0),
+        }
+    }
+
+    /// Write out the traces still queued (at the end of `run`).
+    pub(super) fn finish_traces(&self) {
+        if let Some(t) = &self.tracer {
+            t.finish();
         }
     }
 
@@ -87,6 +104,12 @@ impl Shared {
             cut: self.cut.load(Ordering::Relaxed),
         }
     }
+}
+
+/// The server side of TLS: the acceptor and the bound on one handshake.
+pub(super) struct TlsAccept {
+    pub(super) acceptor: tokio_rustls::TlsAcceptor,
+    pub(super) handshake_timeout: Duration,
 }
 
 /// The runtime of one worker thread.
@@ -211,7 +234,9 @@ fn admit(stream: TcpStream, peer: SocketAddr, ctx: &AcceptCtx) {
         shared.busy.fetch_add(1, Ordering::Relaxed);
         shared.metrics.refused_busy();
         // The socket is new and its send buffer empty: the line goes out at once.
-        let sent = stream.try_write(protocol::BUSY).unwrap_or(0);
+        // Over TLS nothing is sent: plaintext would only be a garbled record
+        // to the client, and a handshake is the CPU an overloaded server lacks.
+        let sent = if shared.tls.is_some() { 0 } else { stream.try_write(protocol::BUSY).unwrap_or(0) };
         let _ = socket2::SockRef::from(&stream).shutdown(std::net::Shutdown::Write);
         let stats = ConnStats { lines: 0, bytes_in: 0, bytes_out: sent as u64, reason: CloseReason::Busy };
         log_close(local, peer, None, start, &stats);
@@ -244,7 +269,17 @@ fn admit(stream: TcpStream, peer: SocketAddr, ctx: &AcceptCtx) {
                 }
             }
         }
-        let stats = conn::serve(stream, &shared.conn, &shutdown, &hard_stop).await;
+        // Opened after the PROXY header: the trace holds the conversation only.
+        let trace = shared.tracer.as_ref().and_then(|t| t.open(local, peer));
+        let stats = match &shared.tls {
+            None => serve_traced(stream, trace, &shared.conn, &shutdown, &hard_stop).await,
+            Some(tls) => match handshake(tls, stream, &hard_stop).await {
+                Ok(stream) => serve_traced(stream, trace, &shared.conn, &shutdown, &hard_stop).await,
+                Err(reason) => {
+                    ConnStats { lines: 0, bytes_in: 0, bytes_out: 0, reason: CloseReason::Tls(reason) }
+                }
+            },
+        };
         drop(guard);
         shared.served.fetch_add(1, Ordering::Relaxed);
         if hard_stop.is_cancelled() {
@@ -253,6 +288,42 @@ fn admit(stream: TcpStream, peer: SocketAddr, ctx: &AcceptCtx) {
         shared.metrics.closed(&stats, start.elapsed());
         log_close(local, peer, proxied.as_ref(), start, &stats);
     });
+}
+
+/// Serve the connection, through a [`Tap`] when it is traced (over TLS the
+/// tap sits above TLS: the trace holds plaintext).
+async fn serve_traced<S: conn::Stream>(
+    stream: S,
+    trace: Option<Trace>,
+    config: &conn::ConnConfig,
+    shutdown: &CancellationToken,
+    hard_stop: &CancellationToken,
+) -> ConnStats {
+    match trace {
+        None => conn::serve(stream, config, shutdown, hard_stop).await,
+        Some(t) => conn::serve(Tap::new(stream, t), config, shutdown, hard_stop).await,
+    }
+}
+
+/// The server's TLS handshake, bounded by the handshake timeout and cut by
+/// the hard stop; the error is the reason in words, for the close line.
+async fn handshake(
+    tls: &TlsAccept,
+    stream: TcpStream,
+    hard_stop: &CancellationToken,
+) -> Result<tokio_rustls::server::TlsStream<TcpStream>, String> {
+    let accept = tokio::time::timeout(tls.handshake_timeout, tls.acceptor.accept(stream));
+    tokio::select! {
+        r = accept => match r {
+            Ok(Ok(stream)) => Ok(stream),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                Err("the client closed the connection during the handshake".into())
+            }
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("handshake timeout ({:?})", tls.handshake_timeout)),
+        },
+        () = hard_stop.cancelled() => Err("shutdown during the handshake".into()),
+    }
 }
 
 /// Gives the connection's place back even if its task is dropped.
@@ -271,7 +342,7 @@ impl Drop for ActiveGuard<'_> {
 fn log_close(local: SocketAddr, peer: SocketAddr, proxied: Option<&Proxied>, start: Instant, s: &ConnStats) {
     use tracing::field::display;
     let duration_ms = start.elapsed().as_secs_f64() * 1e3;
-    if matches!(s.reason, CloseReason::InputBudget | CloseReason::ProxyHeader(_)) {
+    if matches!(s.reason, CloseReason::InputBudget | CloseReason::ProxyHeader(_) | CloseReason::Tls(_)) {
         warn!(
             local = %local, peer = %peer, duration_ms, lines = s.lines, bytes_in = s.bytes_in,
             bytes_out = s.bytes_out, reason = %s.reason, "closed"

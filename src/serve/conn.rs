@@ -48,6 +48,22 @@ impl Stream for tokio::net::TcpStream {
     }
 }
 
+/// Over TLS: the ciphertext waiting in the kernel. It is larger than the
+/// plaintext it carries (record headers and tags), so shutdown answers at
+/// least every line that had reached the host, never fewer.
+impl<S: Stream> Stream for tokio_rustls::server::TlsStream<S> {
+    fn pending_input(&self) -> io::Result<u64> {
+        self.get_ref().0.pending_input()
+    }
+}
+
+/// A traced stream: the layer below's count (the tap buffers nothing).
+impl<S: Stream> Stream for crate::net::trace::Tap<S> {
+    fn pending_input(&self) -> io::Result<u64> {
+        self.get_ref().pending_input()
+    }
+}
+
 /// Bytes read from the socket at once, into the per-thread scratch buffer.
 pub const READ_SIZE: usize = 64 * 1024;
 
@@ -96,6 +112,8 @@ pub enum CloseReason {
     InputBudget,
     /// `--proxy-protocol`: no valid header came first.
     ProxyHeader(super::proxy::HeaderError),
+    /// The TLS handshake failed or timed out (the reason in words).
+    Tls(String),
     /// Any other I/O error.
     Error(io::ErrorKind),
 }
@@ -113,6 +131,7 @@ impl CloseReason {
             CloseReason::Shutdown => "shutdown",
             CloseReason::InputBudget => "input budget",
             CloseReason::ProxyHeader(_) => "proxy header",
+            CloseReason::Tls(_) => "tls",
             CloseReason::Error(_) => "error",
         }
     }
@@ -130,6 +149,7 @@ impl fmt::Display for CloseReason {
             CloseReason::Shutdown => f.write_str("shutdown"),
             CloseReason::InputBudget => f.write_str("input budget"),
             CloseReason::ProxyHeader(e) => write!(f, "proxy header: {e}"),
+            CloseReason::Tls(e) => write!(f, "tls: {e}"),
             CloseReason::Error(e) => write!(f, "error: {e}"),
         }
     }

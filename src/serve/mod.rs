@@ -50,6 +50,7 @@ pub mod limits;
 pub mod metrics;
 pub mod protocol;
 pub mod proxy;
+pub mod trace;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -59,7 +60,8 @@ use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
 use crate::net::listen::{ListenError, bind_listener_shared};
-use accept::Shared;
+use crate::net::tls::{ReloadableCert, ServerSettings};
+use accept::{Shared, TlsAccept};
 use conn::ConnConfig;
 use limits::{Capacity, InputBudget};
 use protocol::Protocol;
@@ -91,6 +93,8 @@ pub const DEFAULT_IDLE_TIMEOUT: &str = "300";
 pub const DEFAULT_SHUTDOWN_TIMEOUT: &str = "10";
 /// Default worker threads: 0 means one per core.
 pub const DEFAULT_THREADS: usize = 0;
+/// Default bound on a TLS handshake, in seconds, as the flag reads it.
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: &str = "10";
 /// Most worker threads accepted.
 pub const MAX_THREADS: usize = 1024;
 
@@ -132,6 +136,15 @@ pub struct Config {
     pub metrics: Option<SocketAddr>,
     /// Set `SO_REUSEPORT` on the listeners, so several servers share a port.
     pub reuse_port: bool,
+    /// TLS on every listener (after the PROXY header, when one is expected);
+    /// `None`: plain TCP.
+    pub tls: Option<crate::net::tls::ServerSettings>,
+    /// Bound on one TLS handshake (capped at [`MAX_TIMEOUT`]); a client that
+    /// has not finished it by then is closed.
+    pub tls_handshake_timeout: Duration,
+    /// Trace every connection to a file of its own; `None`: no tracing (and
+    /// no cost: the stream is not wrapped).
+    pub trace: Option<trace::TraceConfig>,
 }
 
 impl Default for Config {
@@ -153,6 +166,9 @@ impl Default for Config {
             proxy_protocol: None,
             metrics: None,
             reuse_port: false,
+            tls: None,
+            tls_handshake_timeout: seconds(DEFAULT_TLS_HANDSHAKE_TIMEOUT),
+            trace: None,
         }
     }
 }
@@ -188,6 +204,12 @@ pub enum ServeError {
         /// The bound.
         max_reply: usize,
     },
+    /// The TLS certificate, key or client CA could not be used.
+    #[error("tls: {0}")]
+    Tls(#[from] crate::net::tls::TlsError),
+    /// The trace directory cannot be written.
+    #[error("--trace: {0}")]
+    Trace(std::io::Error),
     /// Too few descriptors left to serve anyone.
     #[error(
         "open-file limit {limit} is too low: {open} descriptors are in use or needed at start and \
@@ -214,6 +236,8 @@ pub struct Server {
     shared: Arc<Shared>,
     capacity: Capacity,
     metrics: Option<std::net::TcpListener>,
+    /// The certificate in use, to re-read on demand (SIGHUP).
+    tls_cert: Option<Arc<ReloadableCert>>,
 }
 
 impl Server {
@@ -245,6 +269,10 @@ impl Server {
             return Err(ServeError::NoAddress);
         }
         Server::check_reply(config)?;
+        // Certificates are read before anything else is set up: a bad file fails fast.
+        let tls = config.tls.as_ref().map(ServerSettings::build).transpose()?;
+        let tracer =
+            config.trace.as_ref().map(trace::Tracer::start).transpose().map_err(ServeError::Trace)?;
         for l in &listeners {
             l.set_nonblocking(true).map_err(ServeError::Start)?;
         }
@@ -261,6 +289,10 @@ impl Server {
             workers.push(Prepared { rt: Some(rt), listeners: handles.map_err(ServeError::Start)? });
         }
         let capacity = Capacity::settle(config, threads, open_file_limit, limits::open_descriptors())?;
+        let (tls_acceptor, tls_cert) = match tls {
+            Some((server_config, cert)) => (Some(tokio_rustls::TlsAcceptor::from(server_config)), Some(cert)),
+            None => (None, None),
+        };
         let shared = Arc::new(Shared::new(
             ConnConfig {
                 protocol: config.protocol.clone(),
@@ -272,8 +304,13 @@ impl Server {
             config.shutdown_timeout.min(MAX_TIMEOUT),
             config.backlog,
             config.proxy_protocol.clone(),
+            tls_acceptor.map(|acceptor| TlsAccept {
+                acceptor,
+                handshake_timeout: config.tls_handshake_timeout.min(MAX_TIMEOUT),
+            }),
+            tracer,
         ));
-        Ok(Server { listeners, workers, shared, capacity, metrics })
+        Ok(Server { listeners, workers, shared, capacity, metrics, tls_cert })
     }
 
     /// Refuse a reply template whose worst reply breaks `max_reply`.
@@ -302,6 +339,13 @@ impl Server {
     /// Connections served at once before clients get `ERR server busy`.
     pub fn max_connections(&self) -> usize {
         self.capacity.max_connections
+    }
+
+    /// The TLS certificate in use, when serving TLS: [`ReloadableCert::reload`]
+    /// re-reads its files for the handshakes to come (on SIGHUP, say);
+    /// established connections are not touched.
+    pub fn tls_cert(&self) -> Option<Arc<ReloadableCert>> {
+        self.tls_cert.clone()
     }
 
     /// The limits settled at bind, for the start-up log line.
@@ -348,6 +392,7 @@ impl Server {
                 .unwrap_or_else(|_| Err(ServeError::Start(std::io::Error::other("a worker panicked"))));
             result = result.and(r);
         }
+        self.shared.finish_traces();
         result.map(|()| self.shared.totals())
     }
 }
