@@ -109,10 +109,11 @@ impl ConnError {
 
     /// Classify a socket error from a read or write.
     pub fn from_io(e: io::Error) -> Self {
-        match e.kind() {
-            io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted | io::ErrorKind::BrokenPipe => {
-                ConnError::Reset
-            }
+        use crate::net::error::{IoClass, classify};
+        // A broken pipe on our write means the peer reset or closed: the same
+        // failure as a reset, for counting.
+        match classify(&e) {
+            IoClass::Reset | IoClass::BrokenPipe => ConnError::Reset,
             _ => ConnError::Io(e),
         }
     }

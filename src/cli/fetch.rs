@@ -293,11 +293,7 @@ impl FetchArgs {
         cfg.include = self.include || self.head;
         cfg.follow = self.location;
         cfg.max_redirs = self.max_redirs;
-        cfg.family = match (self.ipv4, self.ipv6) {
-            (true, _) => Family::V4,
-            (_, true) => Family::V6,
-            _ => Family::Any,
-        };
+        cfg.family = Family::from_flags(self.ipv4, self.ipv6);
         cfg.connect_timeout = self.connect_timeout;
         // `-m 0` is no limit, as in curl.
         cfg.max_time = self.max_time.filter(|d| !d.is_zero());
