@@ -483,16 +483,7 @@ pub fn run(args: BenchArgs) -> Result<(), Failure> {
     };
     // Many connections need many descriptors; the hard limit is the most we may use.
     crate::net::raise_open_file_limit();
-    let mut builder = if args.threads <= 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        let mut b = tokio::runtime::Builder::new_multi_thread();
-        b.worker_threads(args.threads as usize);
-        b
-    };
-    let rt = builder
-        .enable_all()
-        .build()
+    let rt = crate::net::runtime(args.threads as usize)
         .map_err(|e| Failure::new(exit_code(&Ending::Local), format!("bench: runtime: {e}")))?;
     let status = Status { on: !args.quiet && std::io::stderr().is_terminal(), last: None };
     if args.search.find_max_rate {

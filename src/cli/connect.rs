@@ -274,10 +274,8 @@ impl ConnectArgs {
         let mut config = self.config(io::stdin().is_terminal());
         let tracing = self.start_trace()?;
         config.trace = tracing.as_ref().map(|(trace, _, _)| trace.clone());
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| fail(EXIT_OTHER, &format!("starting the runtime: {e}")))?;
+        let rt =
+            crate::net::runtime(1).map_err(|e| fail(EXIT_OTHER, &format!("starting the runtime: {e}")))?;
         let io = connect::Io { input: tokio::io::stdin(), output: tokio::io::stdout(), diag: io::stderr() };
         let outcome = rt.block_on(connect::run(&config, io));
         // A read of stdin may still be blocked in the runtime's thread pool (the

@@ -209,7 +209,7 @@ fn run(args: ServeArgs) -> Result<(), Failure> {
     serve::limits::check_start().map_err(|e| fail(&e))?;
     // The runtime exists before bind, so its descriptors are counted in the
     // server's reserve.
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| fail(&e))?;
+    let rt = crate::net::runtime(1).map_err(|e| fail(&e))?;
     // Under systemd socket activation the listeners are handed over
     // (LISTEN_FDS) and --listen is not used: they outlive this process.
     let inherited = systemd_listeners().map_err(|e| fail(&e))?;

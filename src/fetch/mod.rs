@@ -97,7 +97,7 @@ impl Client {
     /// [`Client::run`], calling `before_retry(error, delay, retries_left)` before each
     /// new attempt (the command line prints curl's warning there).
     pub fn run_with(&self, mut before_retry: impl FnMut(&FetchError, Duration, u32)) -> Outcome {
-        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        let rt = match crate::net::runtime(1) {
             Ok(rt) => rt,
             Err(e) => {
                 return Outcome {

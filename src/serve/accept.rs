@@ -114,7 +114,7 @@ pub(super) struct TlsAccept {
 
 /// The runtime of one worker thread.
 pub(super) fn worker_runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread().enable_all().build()
+    crate::net::runtime(1)
 }
 
 /// One worker: accept on every listener until shutdown, then wait for this
