@@ -91,7 +91,7 @@ impl Drop for Haproxy {
 }
 
 #[test]
-fn bench_through_haproxy_accept_proxy_verifies_every_reply_and_names_each_client() {
+fn interop_bench_through_haproxy_accept_proxy_verifies_every_reply_and_names_each_client() {
     let (_serve, backend) = start_serve(&[]);
     let haproxy = Haproxy::start(&backend);
     for (version, range, prefix) in
@@ -116,7 +116,7 @@ fn bench_through_haproxy_accept_proxy_verifies_every_reply_and_names_each_client
 }
 
 #[test]
-fn haproxy_refuses_every_malformed_kind_by_closing() {
+fn interop_haproxy_refuses_every_malformed_kind_by_closing() {
     let (_serve, backend) = start_serve(&[]);
     let haproxy = Haproxy::start(&backend);
     let args = ["-w", "churn", "-c", "3", "-n", "27", "--timeout", "8s", "--proxy-malformed", "all"];
