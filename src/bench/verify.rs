@@ -362,4 +362,28 @@ mod tests {
         }
         assert!(v.spare.len() <= 1);
     }
+
+    #[test]
+    fn front_is_the_reply_awaited_now_until_it_completes() {
+        let mut v = Verifier::new();
+        assert_eq!(v.front(), None);
+        hello(&mut v, "a", 1);
+        hello(&mut v, "b", 2);
+        assert_eq!(v.front(), Some(&b"Hello, a!\n"[..]));
+        // Still the same reply when part of it has arrived.
+        v.feed(b"Hello", |_| ()).unwrap();
+        assert_eq!(v.front(), Some(&b"Hello, a!\n"[..]));
+        v.feed(b", a!\n", |_| ()).unwrap();
+        assert_eq!(v.front(), Some(&b"Hello, b!\n"[..]));
+        v.feed(b"Hello, b!\n", |_| ()).unwrap();
+        assert_eq!(v.front(), None);
+    }
+
+    #[test]
+    fn exactly_shown_bytes_are_shown_whole_without_an_ellipsis() {
+        let exact = vec![b'z'; SHOWN_BYTES];
+        assert_eq!(esc(&exact), "z".repeat(SHOWN_BYTES));
+        let over = vec![b'z'; SHOWN_BYTES + 1];
+        assert_eq!(esc(&over), format!("{}...", "z".repeat(SHOWN_BYTES)));
+    }
 }

@@ -735,4 +735,17 @@ mod tests {
             other => panic!("{other:?}"),
         }
     }
+
+    #[test]
+    fn incremental_parser_does_not_parse_again_when_no_byte_arrived() {
+        let head = head_of_len(3000);
+        let mut p = HeadParser::new(64 * 1024);
+        assert_eq!(p.parse(&head[..1500]), Ok(None));
+        assert_eq!(p.parses, 1);
+        // The same buffer again (a call with nothing new) is not a new, shorter head.
+        assert_eq!(p.parse(&head[..1500]), Ok(None));
+        assert_eq!(p.parses, 1, "same length: neither reset nor parsed");
+        assert!(matches!(p.parse(&head), Ok(Some((_, 3000)))));
+        assert_eq!(p.parses, 2);
+    }
 }
