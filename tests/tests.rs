@@ -2,6 +2,8 @@
 //! starts its own servers on port 0 (loopback only) and stops them.
 
 mod bench;
+#[cfg(feature = "interop")]
+mod capture;
 mod cli;
 mod connect;
 mod fetch;
