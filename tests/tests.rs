@@ -7,6 +7,8 @@ mod capture;
 mod cli;
 mod connect;
 mod fetch;
+#[cfg(feature = "interop")]
+mod haproxy;
 mod hostile;
 mod netns;
 mod serve;

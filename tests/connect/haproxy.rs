@@ -4,85 +4,27 @@
 //! headers, log the client they claim (`%ci:%cp`, the TLVs), pass it on to a
 //! scripted backend with `send-proxy`, and refuse every malformed header of
 //! `net::proxy::Malformed`. A missing haproxy fails the test.
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
 
 use ppp::{HeaderResult, PartialResult};
 use tcpkit::net::proxy::Malformed;
 
 use super::{LIMIT, accept_one, listen_v4, run};
+use crate::haproxy::Haproxy;
 
-const HAPROXY: &str = "/usr/sbin/haproxy";
-
-/// HAProxy in the foreground, its log lines (stdout) on a channel; killed when dropped.
-struct Haproxy {
-    child: Child,
-    port: u16,
-    log: mpsc::Receiver<String>,
-    _dir: tempfile::TempDir,
-}
-
-impl Haproxy {
-    /// A frontend on a free loopback port with `accept-proxy`, logging the
-    /// client and the TLVs, in front of `backend` with `send-proxy` (v1).
-    fn start(backend: SocketAddr) -> Haproxy {
-        // HAProxy cannot report a port it picked: take a free one and release it.
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = dir.path().join("haproxy.cfg");
-        std::fs::write(
-            &cfg,
-            format!(
-                "global\n  log stdout format raw local0\n\
-                 defaults\n  mode tcp\n  log global\n  option dontlognull\n\
-                 \x20 timeout connect 5s\n  timeout client 10s\n  timeout server 10s\n\
-                 frontend fe\n  bind 127.0.0.1:{port} accept-proxy\n\
-                 \x20 log-format \"client=%ci:%cp frontend=%fi:%fp authority=%[fc_pp_authority] uid=%[fc_pp_unique_id]\"\n\
-                 \x20 default_backend be\n\
-                 backend be\n  server s1 {backend} send-proxy\n"
-            ),
+/// A frontend with `accept-proxy`, logging the client and the TLVs, in front
+/// of `backend` with `send-proxy` (v1).
+fn start_haproxy(backend: SocketAddr) -> Haproxy {
+    Haproxy::start(|port| {
+        format!(
+            "frontend fe\n  bind 127.0.0.1:{port} accept-proxy\n\
+             \x20 log-format \"client=%ci:%cp frontend=%fi:%fp authority=%[fc_pp_authority] uid=%[fc_pp_unique_id]\"\n\
+             \x20 default_backend be\n\
+             backend be\n  server s1 {backend} send-proxy\n"
         )
-        .unwrap();
-        let mut child = Command::new(HAPROXY)
-            .args(["-db", "-f"])
-            .arg(&cfg)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("haproxy starts (Debian package haproxy)");
-        let (tx, log) = mpsc::channel();
-        let stdout = child.stdout.take().unwrap();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let haproxy = Haproxy { child, port, log, _dir: dir };
-        // Ready once it accepts; the probe sends nothing (dontlognull: no log line).
-        let deadline = Instant::now() + LIMIT;
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "haproxy did not listen on {port}");
-            thread::sleep(Duration::from_millis(20));
-        }
-        haproxy
-    }
-
-    /// The next log line, within [`LIMIT`].
-    fn next_log(&self) -> String {
-        self.log.recv_timeout(LIMIT).expect("haproxy logs the connection")
-    }
-}
-
-impl Drop for Haproxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    })
 }
 
 /// The backend: for each of `n` connections, read the PROXY header HAProxy
@@ -126,7 +68,7 @@ fn echo_backend(listener: TcpListener, n: usize) -> JoinHandle<(Vec<String>, Tcp
 fn interop_haproxy_accept_proxy_takes_our_headers_and_the_claimed_client() {
     let (backend, _) = listen_v4();
     let server = echo_backend(backend.try_clone().unwrap(), 3);
-    let haproxy = Haproxy::start(backend.local_addr().unwrap());
+    let haproxy = start_haproxy(backend.local_addr().unwrap());
     let port = haproxy.port.to_string();
     let fe = format!("127.0.0.1:{port}");
 
@@ -182,7 +124,7 @@ fn interop_haproxy_accept_proxy_takes_our_headers_and_the_claimed_client() {
 fn interop_haproxy_refuses_every_malformed_header_without_reaching_the_backend() {
     let (backend, _) = listen_v4();
     backend.set_nonblocking(true).unwrap();
-    let haproxy = Haproxy::start(backend.local_addr().unwrap());
+    let haproxy = start_haproxy(backend.local_addr().unwrap());
     for kind in Malformed::ALL {
         let mut stream = TcpStream::connect(("127.0.0.1", haproxy.port)).unwrap();
         stream.set_read_timeout(Some(LIMIT)).unwrap();
