@@ -115,6 +115,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for HttpTap<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        // A client's trace is lossless: wait here while the writer catches up.
+        std::task::ready!(self.trace.poll_room(cx));
         let before = buf.filled().len();
         let this = &mut *self;
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
@@ -127,6 +129,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for HttpTap<S> {
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for HttpTap<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        std::task::ready!(self.trace.poll_room(cx));
         let this = &mut *self;
         let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = polled {

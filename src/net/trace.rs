@@ -9,8 +9,12 @@
 //! - [`Trace`] is the cheap, cloneable handle a tap (or a command, for `Info`
 //!   lines and header/data distinctions) records into. Recording never blocks
 //!   and never fails: events go to a writer thread through a queue bounded by
-//!   [`MAX_QUEUED_BYTES`]; past it, bytes are counted as dropped and a marker
-//!   line says how many. A sink that fails (EPIPE, ENOSPC) ends that trace's
+//!   [`MAX_QUEUED_BYTES`]. What happens past the bound depends on who asked:
+//!   a client's trace ([`start`]: fetch, connect) is lossless, and its [`Tap`]
+//!   waits (without blocking the thread) until the writer has caught up, so the
+//!   transfer slows to the sink's pace as curl's does; a server's traces
+//!   ([`writer`]) are lossy, so a slow disk never slows serving: bytes past the
+//!   bound are counted as dropped and a marker line says how many. A sink that fails (EPIPE, ENOSPC) ends that trace's
 //!   writing, reported once by [`TraceWriter::finish`], never a stall or a panic.
 //! - [`start`] makes one trace on a writer thread of its own (a client's one
 //!   connection); [`writer`] makes a thread that [`TraceWriter::open`]s any
@@ -245,6 +249,14 @@ enum Msg {
 struct WriterShared {
     /// Bound on bytes queued for this writer, all its traces together.
     max_queued: usize,
+    /// Past `max_queued`, make the recording side wait ([`Trace::poll_room`])
+    /// instead of dropping bytes (a client's own trace, see [`start`]).
+    lossless: bool,
+    /// Tasks waiting in [`Trace::poll_room`] for the queue to drain below
+    /// `max_queued` (lossless writers only; one per traced stream direction).
+    waiters: std::sync::Mutex<Vec<std::task::Waker>>,
+    /// The writer thread has stopped: nothing drains the queue any more.
+    ended: AtomicBool,
     /// Bytes sent to the writer and not yet written (bounded by `max_queued`).
     queued: AtomicUsize,
     /// Bytes not recorded because the queue was full, all traces.
@@ -309,12 +321,21 @@ pub struct TraceWriter {
     shared: Arc<WriterShared>,
 }
 
-/// Start a writer thread whose traces together queue at most `max_queued` bytes.
+/// Start a writer thread whose traces together queue at most `max_queued`
+/// bytes; past it, bytes are dropped and counted (a server's traces: tracing
+/// must never slow serving).
 pub fn writer(max_queued: usize) -> io::Result<TraceWriter> {
+    spawn_writer(max_queued, false)
+}
+
+fn spawn_writer(max_queued: usize, lossless: bool) -> io::Result<TraceWriter> {
     let (tx, rx) = mpsc::channel();
     let (done_tx, done) = mpsc::channel();
     let shared = Arc::new(WriterShared {
         max_queued,
+        lossless,
+        waiters: std::sync::Mutex::new(Vec::new()),
+        ended: AtomicBool::new(false),
         queued: AtomicUsize::new(0),
         dropped: AtomicU64::new(0),
         next_id: AtomicU64::new(0),
@@ -328,9 +349,11 @@ pub fn writer(max_queued: usize) -> io::Result<TraceWriter> {
 }
 
 /// Start one trace written to `sink` in `opts`'s layout, on a writer thread of
-/// its own bounded by [`Options::max_queued`].
+/// its own bounded by [`Options::max_queued`]. The trace is lossless: every
+/// byte is recorded, and a [`Tap`] on it waits for the writer when the queue is
+/// full, so the traced transfer runs at the sink's pace (as curl's does).
 pub fn start<W: Write + Send + 'static>(sink: W, opts: Options) -> io::Result<(Trace, TraceWriter)> {
-    let writer = writer(opts.max_queued)?;
+    let writer = spawn_writer(opts.max_queued, true)?;
     Ok((writer.open(sink, opts), writer))
 }
 
@@ -371,7 +394,10 @@ fn write_loop(rx: &mpsc::Receiver<Msg>, shared: &WriterShared) -> TraceOutcome {
             }
             Msg::Info(id, at, line) => (id, at, Ok(line)),
             Msg::Data(id, at, dir, kind, bytes) => {
-                shared.queued.fetch_sub(bytes.len(), Ordering::Relaxed);
+                let left = shared.queued.fetch_sub(bytes.len(), Ordering::AcqRel) - bytes.len();
+                if shared.lossless && left <= shared.max_queued {
+                    shared.wake_waiters();
+                }
                 (id, at, Err((dir, kind, bytes)))
             }
         };
@@ -405,7 +431,20 @@ fn write_loop(rx: &mpsc::Receiver<Msg>, shared: &WriterShared) -> TraceOutcome {
         }
     }
     outcome.dropped = shared.dropped.load(Ordering::Relaxed);
+    // Nothing drains the queue from here on: let no recorder wait for it.
+    shared.ended.store(true, Ordering::Release);
+    shared.wake_waiters();
     outcome
+}
+
+impl WriterShared {
+    fn wake_waiters(&self) {
+        let waiters = match self.waiters.lock() {
+            Ok(mut w) if !w.is_empty() => std::mem::take(&mut *w),
+            _ => return,
+        };
+        waiters.into_iter().for_each(std::task::Waker::wake);
+    }
 }
 
 impl Trace {
@@ -448,18 +487,50 @@ impl Trace {
         }
     }
 
-    /// Queue `bytes` for the writer, or count them as dropped past its bound.
+    /// Ready when the writer can take more: always for a lossy (server)
+    /// trace; for a lossless one ([`start`]), once the bytes queued are back
+    /// under [`Options::max_queued`] (or the writer has ended). A [`Tap`] polls
+    /// it before each read and write, so a lossless trace holds at most the
+    /// bound plus one read or write.
+    pub fn poll_room(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let writer = &self.state.writer;
+        if !writer.lossless
+            || writer.queued.load(Ordering::Acquire) <= writer.max_queued
+            || writer.ended.load(Ordering::Acquire)
+        {
+            return Poll::Ready(());
+        }
+        if let Ok(mut waiters) = writer.waiters.lock()
+            && !waiters.iter().any(|w| w.will_wake(cx.waker()))
+        {
+            waiters.push(cx.waker().clone());
+        }
+        // Checked again after registering: the writer may have drained the
+        // queue or ended (and woken nobody) in between.
+        if writer.queued.load(Ordering::Acquire) <= writer.max_queued || writer.ended.load(Ordering::Acquire)
+        {
+            return Poll::Ready(());
+        }
+        Poll::Pending
+    }
+
+    /// Queue `bytes` for the writer; past its bound, count them as dropped
+    /// (a lossy writer) or queue them anyway (a lossless one, whose taps wait
+    /// in [`poll_room`](Trace::poll_room) before the next read or write).
     fn queue_data(&self, dir: Dir, kind: Kind, bytes: &[u8]) {
         let state = &self.state;
         let writer = &state.writer;
-        let queued = writer.queued.fetch_add(bytes.len(), Ordering::Relaxed);
-        if queued + bytes.len() > writer.max_queued {
+        let queued = writer.queued.fetch_add(bytes.len(), Ordering::AcqRel);
+        if !writer.lossless && queued + bytes.len() > writer.max_queued {
             writer.queued.fetch_sub(bytes.len(), Ordering::Relaxed);
             writer.dropped.fetch_add(bytes.len() as u64, Ordering::Relaxed);
             state.flags.dropped.fetch_add(bytes.len() as u64, Ordering::Relaxed);
             return;
         }
-        let _ = state.tx.send(Msg::Data(state.id, SystemTime::now(), dir, kind, bytes.to_vec()));
+        if state.tx.send(Msg::Data(state.id, SystemTime::now(), dir, kind, bytes.to_vec())).is_err() {
+            // The writer is gone: nothing will take these bytes off the count.
+            writer.queued.fetch_sub(bytes.len(), Ordering::AcqRel);
+        }
     }
 }
 
@@ -527,6 +598,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Tap<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        std::task::ready!(self.trace.poll_room(cx));
         let before = buf.filled().len();
         let this = &mut *self;
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
@@ -544,6 +616,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Tap<S> {
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for Tap<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        std::task::ready!(self.trace.poll_room(cx));
         let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = polled {
             self.trace.data(Dir::Send, Kind::Data, &buf[..n]);
@@ -840,8 +913,9 @@ mod tests {
                 Ok(())
             }
         }
-        let opts = Options { max_queued: 16 << 10, ..Options::default() };
-        let (trace, writer) = start(Gate(release_rx, Vec::new()), opts).unwrap();
+        // A server's writer (lossy); `start`'s are lossless, see below.
+        let writer = writer(16 << 10).unwrap();
+        let trace = writer.open(Gate(release_rx, Vec::new()), Options::default());
         let chunk = vec![0u8; 1 << 10];
         for _ in 0..16 + 4 {
             trace.data(Dir::Recv, Kind::Data, &chunk);
@@ -851,5 +925,47 @@ mod tests {
         assert!(outcome.error.is_none());
         // The writer may have taken one chunk off the queue before blocking.
         assert!((3 << 10..=4 << 10).contains(&outcome.dropped), "{}", outcome.dropped);
+    }
+
+    #[tokio::test]
+    async fn a_client_trace_is_lossless_its_tap_waits_for_a_slow_sink_within_the_bound() {
+        // A sink slower than the stream: 1 ms per write.
+        struct Slow(Shared);
+        impl Write for Slow {
+            fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+                std::thread::sleep(Duration::from_millis(1));
+                self.0.write(b)
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let sink = Shared::default();
+        let bound = 4 << 10;
+        let opts = Options { format: Format::CurlAscii, max_queued: bound, ..Options::default() };
+        let (trace, writer) = start(Slow(sink.clone()), opts).unwrap();
+        let (near, mut far) = tokio::io::duplex(1 << 20);
+        let mut tap = Tap::new(near, trace.clone());
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            far.read_to_end(&mut got).await.map(|_| got.len())
+        });
+        let mut peak = 0;
+        for i in 0..200u8 {
+            tap.write_all(&[i; 1000]).await.unwrap();
+            peak = peak.max(trace.state.writer.queued.load(Ordering::Acquire));
+        }
+        tap.shutdown().await.unwrap();
+        drop(tap);
+        assert_eq!(reader.await.unwrap().unwrap(), 200_000);
+        drop(trace);
+        let outcome = writer.finish();
+        assert!(outcome.error.is_none());
+        assert_eq!(outcome.dropped, 0);
+        // The queue went past the bound (the sink is slow) by at most one write.
+        assert!(peak > bound && peak <= bound + 1000, "peak queued {peak}");
+        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.matches("=> Send data, 1000 bytes (0x3e8)").count(), 200);
+        assert!(!text.contains("not recorded"), "{text}");
     }
 }
