@@ -229,6 +229,8 @@ impl ConnectArgs {
             client_cert: self.cert.clone().zip(self.key.clone()),
             min_version: self.tls_min,
             no_sni: self.no_sni,
+            // One connection: nothing to resume from.
+            resume: false,
         });
         config.tls_name = self.sni.clone();
         config.handshake_timeout = secs(self.handshake_timeout);

@@ -114,6 +114,11 @@ pub struct ClientSettings {
     pub min_version: TlsVersion,
     /// Send no SNI extension (the certificate is still checked against the name).
     pub no_sni: bool,
+    /// Resume sessions from earlier connections made with this configuration
+    /// (TLS 1.3 tickets, 1.2 session IDs; an in-memory cache of 256). Off (the
+    /// default), every connection makes a full handshake: what a load test
+    /// of handshakes per second must measure.
+    pub resume: bool,
 }
 
 /// The client configuration for `settings`.
@@ -133,6 +138,9 @@ pub fn client_config_with(settings: &ClientSettings) -> Result<Arc<ClientConfig>
     };
     config.alpn_protocols = settings.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
     config.enable_sni = !settings.no_sni;
+    if !settings.resume {
+        config.resumption = rustls::client::Resumption::disabled();
+    }
     Ok(Arc::new(config))
 }
 
@@ -691,6 +699,46 @@ mod tests {
             lines[0].starts_with("TLS: TLSv1.3 TLS13_") && lines[0].ends_with("ALPN hello/1"),
             "{lines:?}"
         );
+    }
+
+    /// Two connections made with one client configuration: whether the second
+    /// handshake was a resumption, as the server saw it.
+    async fn second_handshake_resumed(client: &ClientSettings, server: Arc<ServerConfig>) -> bool {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let config = client_config_with(client).unwrap();
+        let mut kinds = Vec::new();
+        for _ in 0..2 {
+            let (near, far) = tokio::io::duplex(64 * 1024);
+            let client = handshake(near, config.clone(), server_name("localhost").unwrap(), None);
+            let accept = tokio_rustls::TlsAcceptor::from(server.clone()).accept(far);
+            let (c, s) = tokio::join!(client, accept);
+            let (mut c, mut s) = (c.unwrap(), s.unwrap());
+            kinds.push(s.get_ref().1.handshake_kind());
+            // The client takes the server's session tickets with its first read.
+            s.write_all(b"hi").await.unwrap();
+            s.flush().await.unwrap();
+            let mut got = [0u8; 2];
+            c.read_exact(&mut got).await.unwrap();
+        }
+        assert_eq!(kinds[0], Some(rustls::HandshakeKind::Full));
+        kinds[1] == Some(rustls::HandshakeKind::Resumed)
+    }
+
+    #[tokio::test]
+    async fn sessions_are_resumed_only_when_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = pki(&["localhost"], 2020, 2100);
+        let settings = ServerSettings {
+            cert: write(dir.path(), "c.pem", &p.cert_pem),
+            key: write(dir.path(), "k.pem", &p.key_pem),
+            ..ServerSettings::default()
+        };
+        let (server, _) = settings.build().unwrap();
+        let cacert = Some(write(dir.path(), "ca.pem", &p.ca_pem));
+        let full = ClientSettings { cacert: cacert.clone(), ..ClientSettings::default() };
+        assert!(!second_handshake_resumed(&full, server.clone()).await, "resumed without --tls-resume");
+        let resume = ClientSettings { cacert, resume: true, ..ClientSettings::default() };
+        assert!(second_handshake_resumed(&resume, server).await, "not resumed with resume: true");
     }
 
     #[tokio::test]
