@@ -359,6 +359,34 @@ fn sigterm_answers_every_received_line_then_exits_zero() {
 }
 
 #[test]
+fn after_sigterm_a_conversation_in_progress_finishes_while_it_keeps_talking() {
+    for (drain, late_answered) in [(None, true), (Some("0"), false)] {
+        let args: Vec<&str> = drain.map(|d| vec!["--drain-idle", d]).unwrap_or_default();
+        let mut p = Proc::start(&args);
+        let mut s = StdStream::connect(p.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut greeting = [0u8; 9];
+        s.read_exact(&mut greeting).unwrap();
+        p.signal("TERM");
+        // The client's next line comes after the signal, well within the
+        // default quiet time of 500 ms.
+        std::thread::sleep(Duration::from_millis(200));
+        let _ = s.write_all(b"late\n");
+        if late_answered {
+            let mut reply = [0u8; 13];
+            s.read_exact(&mut reply).unwrap();
+            assert_eq!(&reply, b"Hello, late!\n");
+            s.write_all(b"exit\n").unwrap();
+        }
+        assert_eq!(std_read_to_end(&mut s), b"", "drain {drain:?}");
+        let closed = p.wait_log(|v| v["message"] == "closed");
+        assert_eq!(closed["reason"], if late_answered { "quit" } else { "shutdown" }, "drain {drain:?}");
+        let status = p.wait_exit();
+        assert!(status.success(), "{status:?}");
+    }
+}
+
+#[test]
 fn shutdown_timeout_bounds_a_client_that_never_reads() {
     let mut p = Proc::start(&["--shutdown-timeout", "1"]);
     let mut s = StdStream::connect(p.addr).unwrap();
@@ -444,7 +472,8 @@ fn send_queue(local: SocketAddr, remote: SocketAddr) -> u64 {
 
 #[test]
 fn shutdown_answers_lines_still_unread_in_the_kernel_buffer() {
-    let mut p = Proc::start(&[]);
+    // No draining: the connection ends at the signal, with exactly what had arrived.
+    let mut p = Proc::start(&["--drain-idle", "0"]);
     // A tiny receive buffer on the client: the server soon cannot write its
     // replies, stops reading, and the rest of the input waits in its kernel buffer.
     let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();

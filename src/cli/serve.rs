@@ -78,6 +78,14 @@ pub struct ServeArgs {
           value_parser = super::duration::parse_duration)]
     pub shutdown_timeout: Duration,
 
+    /// On SIGINT/SIGTERM, keep serving a connection until it has been quiet
+    /// this long (at most half of --shutdown-timeout), so a client in the middle
+    /// of a short conversation finishes it: restarts cost no errors. 0 = answer
+    /// what has arrived and close at the signal.
+    #[arg(long, value_name = "DURATION", default_value = serve::DEFAULT_DRAIN_IDLE,
+          value_parser = super::duration::parse_duration)]
+    pub drain_idle: Duration,
+
     /// Worker threads (0 = one per core, at most 1024). On a machine shared with
     /// the load generator, `--threads 1` spends the least CPU per reply.
     #[arg(long, value_name = "N", default_value_t = serve::DEFAULT_THREADS,
@@ -163,6 +171,7 @@ impl ServeArgs {
             max_connections: self.max_connections,
             idle_timeout: (!self.idle_timeout.is_zero()).then_some(self.idle_timeout),
             shutdown_timeout: self.shutdown_timeout,
+            drain_idle: self.drain_idle,
             threads: self.threads,
             metrics: self.metrics,
             reuse_port: self.reuse_port,

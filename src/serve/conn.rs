@@ -88,6 +88,15 @@ pub struct ConnConfig {
     pub idle_timeout: Option<Duration>,
     /// The server-wide budget for partial lines, shared by every connection.
     pub input_budget: InputBudget,
+    /// In shutdown, a connection is still served as usual until it has been
+    /// quiet (nothing read, nothing written) this long, counted from the
+    /// signal at the earliest, so a client in the middle of a short
+    /// conversation finishes it; then the lines that had reached the host are
+    /// answered and it is closed. Zero: that end comes at the signal.
+    pub drain_idle: Duration,
+    /// Bound on that draining, from the signal, for a connection that never
+    /// goes quiet (the server sets it below its shutdown timeout).
+    pub drain_max: Duration,
 }
 
 /// Why a connection ended.
@@ -238,6 +247,9 @@ pub async fn serve<S: Stream>(
     let soft = shutdown.cancelled();
     tokio::pin!(soft);
     let mut hard: Option<Pin<Box<tokio_util::sync::WaitForCancellationFuture<'_>>>> = None;
+    // In shutdown, while the connection drains: when the signal was seen, and
+    // a timer for the drain's end (allocated only then).
+    let mut drain: Option<(Instant, Pin<Box<tokio::time::Sleep>>)> = None;
 
     // The hot path is one poll per wake-up: steps until the socket would block,
     // then cheap atomic checks of the shutdown token and the idle timer. Both
@@ -258,7 +270,7 @@ pub async fn serve<S: Stream>(
                     return Poll::Ready(reason);
                 }
             }
-            if c.budget.is_none() && shutdown.is_cancelled() {
+            if c.budget.is_none() && shutdown.is_cancelled() && c.drained(&mut drain, progressed) {
                 c.start_shutdown(&stream);
                 let mut fut = Box::pin(hard_stop.cancelled());
                 if fut.as_mut().poll(cx).is_ready() {
@@ -277,6 +289,16 @@ pub async fn serve<S: Stream>(
         }
         if progressed {
             c.last_progress = Instant::now();
+        }
+        if c.budget.is_none()
+            && let Some((since, timer)) = &mut drain
+        {
+            // Still draining: wake when the connection will have been quiet
+            // long enough (or at the drain's bound).
+            timer.as_mut().reset(c.drain_deadline(*since));
+            if timer.as_mut().poll(cx).is_ready() {
+                cx.waker().wake_by_ref();
+            }
         }
         if !armed {
             armed = true;
@@ -406,6 +428,31 @@ impl Conn<'_> {
         self.out.extend_from_slice(&output[written..]);
         output.clear();
         Poll::Ready(Ok(()))
+    }
+
+    /// In shutdown: whether this connection's draining is over (the caller
+    /// then starts its end). Starts the drain on the first call.
+    fn drained(&self, drain: &mut Option<(Instant, Pin<Box<tokio::time::Sleep>>)>, progressed: bool) -> bool {
+        if self.config.drain_idle.is_zero() {
+            return true;
+        }
+        let now = Instant::now();
+        let since = match drain {
+            Some((since, _)) => *since,
+            None => {
+                *drain = Some((now, Box::pin(tokio::time::sleep_until(now))));
+                now
+            }
+        };
+        // Progress in this poll is not in `last_progress` yet.
+        !progressed && now >= self.drain_deadline(since)
+    }
+
+    /// When draining ends: quiet for `drain_idle` since the signal or the last
+    /// progress, whichever is later, and at most `drain_max` after the signal.
+    fn drain_deadline(&self, since: Instant) -> Instant {
+        let quiet = self.last_progress.max(since) + self.config.drain_idle;
+        quiet.min(since + self.config.drain_max)
     }
 
     /// Shutdown began: answer exactly the bytes that had reached the host,
@@ -555,6 +602,19 @@ mod tests {
             max_line,
             idle_timeout: idle,
             input_budget: InputBudget::new(budget),
+            drain_idle: Duration::ZERO,
+            drain_max: Duration::ZERO,
+        })
+    }
+
+    fn draining(idle: Duration, max: Duration) -> Arc<ConnConfig> {
+        Arc::new(ConnConfig {
+            protocol: Protocol::new("Welcome!", "Hello, {}!", "exit"),
+            max_line: 1024,
+            idle_timeout: None,
+            input_budget: InputBudget::new(usize::MAX),
+            drain_idle: idle,
+            drain_max: max,
         })
     }
 
@@ -638,6 +698,62 @@ mod tests {
         let (stats, _) = r.task.await.unwrap();
         assert_eq!(got, b"Hello, one!\nHello, two!\n");
         assert_eq!((stats.lines, stats.reason), (2, CloseReason::Shutdown));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn in_shutdown_a_conversation_goes_on_until_the_client_is_quiet_for_drain_idle() {
+        let t0 = Instant::now();
+        let mut r = start(draining(Duration::from_millis(500), Duration::from_secs(5)), 4096);
+        let mut greeting = [0; 9];
+        r.client.read_exact(&mut greeting).await.unwrap();
+        r.shutdown.cancel();
+        // Lines keep coming after the signal, each within the quiet time:
+        // each is answered (with a zero drain they would not be).
+        for (i, word) in ["one", "two", "three"].iter().enumerate() {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            r.client.write_all(format!("{word}\n").as_bytes()).await.unwrap();
+            let mut reply = vec![0; format!("Hello, {word}!\n").len()];
+            r.client.read_exact(&mut reply).await.unwrap();
+            assert_eq!(reply, format!("Hello, {word}!\n").as_bytes(), "line {i}");
+        }
+        // Then quiet: the connection ends (the client sees EOF) 500 ms after
+        // its last line.
+        let got = read_all(&mut r.client).await;
+        let elapsed = t0.elapsed();
+        let (stats, _) = r.task.await.unwrap();
+        assert!(got.is_empty(), "{got:?}");
+        assert_eq!((stats.lines, stats.reason), (3, CloseReason::Shutdown));
+        assert!(
+            elapsed >= Duration::from_millis(1700) && elapsed < Duration::from_millis(1800),
+            "{elapsed:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn draining_is_bounded_for_a_client_that_never_goes_quiet() {
+        let t0 = Instant::now();
+        let r = start(draining(Duration::from_millis(500), Duration::from_secs(2)), 1 << 20);
+        r.shutdown.cancel();
+        let (mut rd, mut wr) = tokio::io::split(r.client);
+        let pending = r.pending.clone();
+        let talker = tokio::spawn(async move {
+            for _ in 0..100 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                pending.store(0, Ordering::Relaxed);
+                if wr.write_all(b"more\n").await.is_err() {
+                    break;
+                }
+            }
+        });
+        let mut got = Vec::new();
+        rd.read_to_end(&mut got).await.unwrap();
+        let elapsed = t0.elapsed();
+        talker.abort();
+        let (stats, _) = r.task.await.unwrap();
+        assert_eq!(stats.reason, CloseReason::Shutdown);
+        // Lines for 2 s (one each 100 ms), then ended.
+        assert!((18..=21).contains(&stats.lines), "{stats:?}");
+        assert!(elapsed >= Duration::from_secs(2) && elapsed < Duration::from_millis(2200), "{elapsed:?}");
     }
 
     #[tokio::test(start_paused = true)]

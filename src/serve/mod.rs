@@ -91,6 +91,9 @@ pub const DEFAULT_INPUT_BUDGET: usize = 256 * 1024 * 1024;
 pub const DEFAULT_IDLE_TIMEOUT: &str = "300";
 /// Default bound on graceful shutdown, in seconds, as the flag reads it.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: &str = "10";
+/// Default quiet time that ends a connection's draining in shutdown, as the
+/// flag reads it (milliseconds).
+pub const DEFAULT_DRAIN_IDLE: &str = "500ms";
 /// Default worker threads: 0 means one per core.
 pub const DEFAULT_THREADS: usize = 0;
 /// Default bound on a TLS handshake, in seconds, as the flag reads it.
@@ -127,6 +130,11 @@ pub struct Config {
     pub idle_timeout: Option<Duration>,
     /// Bound on the graceful part of shutdown (capped at [`MAX_TIMEOUT`]).
     pub shutdown_timeout: Duration,
+    /// In shutdown, keep serving a connection until it has been quiet this
+    /// long (at most half of `shutdown_timeout`), so short conversations in
+    /// progress finish (a restart without errors); zero: answer what reached
+    /// the host and close at the signal.
+    pub drain_idle: Duration,
     /// Worker threads; 0 means one per core.
     pub threads: usize,
     /// Expect a PROXY protocol header (v1 or v2) first on every connection,
@@ -162,6 +170,7 @@ impl Default for Config {
             max_connections: None,
             idle_timeout: Some(seconds(DEFAULT_IDLE_TIMEOUT)),
             shutdown_timeout: seconds(DEFAULT_SHUTDOWN_TIMEOUT),
+            drain_idle: Duration::from_millis(DEFAULT_DRAIN_IDLE.trim_end_matches("ms").parse().unwrap_or(0)),
             threads: 1,
             proxy_protocol: None,
             metrics: None,
@@ -299,6 +308,10 @@ impl Server {
                 max_line: config.max_line,
                 idle_timeout: config.idle_timeout.map(|d| d.min(MAX_TIMEOUT)),
                 input_budget: InputBudget::new(config.input_budget),
+                drain_idle: config.drain_idle.min(MAX_TIMEOUT),
+                // Half the graceful time at most: the other half is for the
+                // replies owed when draining ends.
+                drain_max: config.shutdown_timeout.min(MAX_TIMEOUT) / 2,
             },
             capacity.max_connections,
             config.shutdown_timeout.min(MAX_TIMEOUT),

@@ -18,7 +18,7 @@ listening() {{ for i in $(seq 100); do grep -q '"listening"' "$1" && return 0; s
 {b} serve --listen 127.0.0.1:9999 --reuse-port --log-format json --threads 1 2>{d}/old.log &
 OLD=$!
 listening {d}/old.log
-{b} bench 127.0.0.1:9999 -w churn -c 8 -d 3 --json >{d}/bench.json 2>/dev/null &
+{b} bench 127.0.0.1:9999 -w churn -c 32 -d 3 --json >{d}/bench.json 2>/dev/null &
 BENCH=$!
 sleep 1
 {b} serve --listen 127.0.0.1:9999 --reuse-port --log-format json --threads 1 2>{d}/new.log &
@@ -46,14 +46,9 @@ cat {d}/bench.json
     let new = std::fs::read_to_string(dir.path().join("new.log")).unwrap();
     assert!(old.contains("\"closed\"") && new.contains("\"closed\""), "{report}");
     assert_eq!(report["connect_failed"], 0, "no connection refused: {report}");
-    let errors = report["errors_by_kind"].as_object().cloned().unwrap_or_default();
-    // What the restart may cost: a session open on the old server at the
-    // signal ends after the replies to what had arrived, so its next line may
-    // go unanswered (a clean close, seen as a short read): at most one per
-    // bench connection. No reset, no refusal, no wrong reply.
-    for (kind, n) in &errors {
-        assert_eq!(kind, "short read", "{report}");
-        assert!(n.as_u64().is_some_and(|n| n <= 8), "{report}");
-    }
+    // Sessions open on the old server at the signal finish there (it drains
+    // each until the client has been quiet for --drain-idle): no short read,
+    // no reset, no refusal, no wrong reply.
+    assert_eq!(report["errors"], 0, "{report}");
     assert!(report["verified"].as_u64().is_some_and(|n| n > 100), "{report}");
 }
