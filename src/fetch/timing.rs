@@ -35,12 +35,14 @@ pub struct Hop {
     pub peer: Option<SocketAddr>,
     /// Our address.
     pub local: Option<SocketAddr>,
+    /// The request went on a kept-alive connection: no DNS, TCP or TLS phase.
+    pub reused: bool,
 }
 
 impl Hop {
     /// The connection is ready for the request: after TLS, else after TCP.
     pub fn ready(&self) -> Option<Duration> {
-        self.tls_done.or(self.connected)
+        self.tls_done.or(self.connected).or(self.reused.then_some(Duration::ZERO))
     }
 }
 
@@ -64,7 +66,8 @@ pub fn render(hops: &[Hop]) -> String {
         let status = hop.status.map(|s| format!(" -> {s}")).unwrap_or_default();
         let _ = writeln!(out, "hop {}: {}{status}", i + 1, hop.what);
         if let (Some(peer), Some(local)) = (hop.peer, hop.local) {
-            let _ = writeln!(out, "  connection  {local} -> {peer}");
+            let again = if hop.reused { " (kept alive, reused)" } else { "" };
+            let _ = writeln!(out, "  connection  {local} -> {peer}{again}");
         }
         let zero = Some(Duration::ZERO);
         phase(&mut out, "DNS", zero, hop.resolved, "name lookup");
