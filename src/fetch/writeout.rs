@@ -374,6 +374,14 @@ mod tests {
             filename_effective: "b.txt".into(),
             exitcode: 0,
             errormsg: String::new(),
+            time_queue: 0.000125,
+            time_posttransfer: 0.0135,
+            num_retries: 2,
+            conn_id: 1,
+            xfer_id: 3,
+            proxy_used: true,
+            input_url: Url::parse("http://u:p@h:8080/a/b%20c?x=1&y#frag").ok(),
+            effective_url: Url::parse("https://h/b").ok(),
             headers: vec![
                 ("Content-Type".into(), "text/plain".into()),
                 ("Set-Cookie".into(), "a=1".into()),
@@ -441,6 +449,12 @@ mod tests {
             ("filename_effective", "b.txt"),
             ("exitcode", "0"),
             ("errormsg", ""),
+            ("time_queue", "0.000125"),
+            ("time_posttransfer", "0.013500"),
+            ("num_retries", "2"),
+            ("conn_id", "1"),
+            ("xfer_id", "3"),
+            ("proxy_used", "1"),
         ];
         assert_eq!(cases.len(), v.vars().len(), "a case per variable");
         for (name, want) in cases {
@@ -453,6 +467,28 @@ mod tests {
     fn no_response_prints_code_000_and_version_0() {
         let v = WriteOutVars::default();
         assert_eq!(render("%{http_code} %{http_version} %{time_total}", &v), "000 0 0.000000");
+    }
+
+    #[test]
+    fn url_parts_render_as_curls_url_api_gives_them() {
+        let v = sample();
+        let (out, warnings) = render_with_warnings(
+            "%{url.scheme}|%{url.user}|%{url.password}|%{url.host}|%{url.port}|%{url.path}|\
+             %{url.query}|%{url.fragment}|%{url.zoneid}",
+            &v,
+        );
+        assert_eq!(out, "http|u|p|h|8080|/a/b%20c|x=1&y|frag|");
+        assert!(warnings.is_empty(), "{warnings:?}");
+        // The effective URL's parts; a default port is filled in, a missing query is empty.
+        assert_eq!(render("%{urle.scheme} %{urle.port} %{urle.path} [%{urle.query}]", &v), "https 443 /b []");
+        let (out, warnings) = render_with_warnings("[%{url.nope}]", &v);
+        assert_eq!((out.as_str(), warnings.len()), ("[]", 1));
+    }
+
+    #[test]
+    fn no_connection_is_conn_id_minus_one() {
+        let v = WriteOutVars { conn_id: -1, ..WriteOutVars::default() };
+        assert_eq!(render("%{conn_id} %{proxy_used} %{num_retries}", &v), "-1 0 0");
     }
 
     #[test]
