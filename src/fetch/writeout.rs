@@ -233,7 +233,8 @@ impl WriteOutVars {
 /// port with the scheme's default filled in; no `?` before the query); `Some("")`
 /// for a part the URL lacks (curl prints nothing), `None` for an unknown part.
 fn url_part(url: Option<&Url>, part: &str) -> Option<String> {
-    let known = ["scheme", "user", "password", "options", "host", "port", "path", "query", "fragment", "zoneid"];
+    let known =
+        ["scheme", "user", "password", "options", "host", "port", "path", "query", "fragment", "zoneid"];
     if !known.contains(&part) {
         return None;
     }

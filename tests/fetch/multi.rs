@@ -54,7 +54,8 @@ impl Scripted {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("addr");
-        let (seen, accepts, stop) = (Arc::default(), Arc::new(Mutex::new(0)), Arc::new(AtomicBool::new(false)));
+        let (seen, accepts, stop) =
+            (Arc::default(), Arc::new(Mutex::new(0)), Arc::new(AtomicBool::new(false)));
         let script: Script = Arc::new(script);
         let (s2, a2, stop2) = (Arc::clone(&seen), Arc::clone(&accepts), Arc::clone(&stop));
         let thread = std::thread::spawn(move || {
@@ -146,8 +147,12 @@ fn ok(body: &str) -> Vec<u8> {
 /// A 200 with a chunked body (two chunks and the last one).
 fn chunked(body: &str) -> Vec<u8> {
     let (a, b) = body.split_at(body.len() / 2);
-    format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\n\r\n", a.len(), b.len())
-        .into_bytes()
+    format!(
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\n\r\n",
+        a.len(),
+        b.len()
+    )
+    .into_bytes()
 }
 
 /// Every path answered with its own name as the body, over a kept-alive connection.
@@ -267,7 +272,8 @@ fn http_1_0_is_kept_alive_only_when_it_says_keep_alive() {
         let reply = format!("HTTP/1.0 200 OK\r\n{alive}Content-Length: 2\r\n\r\nok").into_bytes();
         if alive.is_empty() { Reply::Close(reply) } else { Reply::Keep(reply) }
     });
-    let out = fetch(&["-w", "%{num_connects}", &server.url("/alive"), &server.url("/plain"), &server.url("/x")]);
+    let out =
+        fetch(&["-w", "%{num_connects}", &server.url("/alive"), &server.url("/plain"), &server.url("/x")]);
     let (code, stdout, stderr) = parts(&out);
     assert_eq!(code, 0, "{stderr}");
     // /alive opens, /plain reuses it and ends it, /x connects again.
@@ -304,7 +310,11 @@ fn a_stale_retry_happens_once_only() {
 #[test]
 fn a_reused_connection_cut_inside_an_answer_is_not_retried() {
     let server = Scripted::start(|s| {
-        if s.nth == 0 { Reply::Keep(ok("a")) } else { Reply::Close(b"HTTP/1.1 200 OK\r\nContent-Le".to_vec()) }
+        if s.nth == 0 {
+            Reply::Keep(ok("a"))
+        } else {
+            Reply::Close(b"HTTP/1.1 200 OK\r\nContent-Le".to_vec())
+        }
     });
     let out = fetch(&[&server.url("/a"), &server.url("/b")]);
     let (code, _, stderr) = parts(&out);
@@ -339,7 +349,8 @@ fn fail_early_stops_at_the_first_failed_transfer() {
             Reply::Keep(ok("fine"))
         }
     });
-    let out = fetch(&["-f", "--fail-early", "-w", "<%{exitcode}>", &server.url("/missing"), &server.url("/ok")]);
+    let out =
+        fetch(&["-f", "--fail-early", "-w", "<%{exitcode}>", &server.url("/missing"), &server.url("/ok")]);
     let (code, stdout, stderr) = parts(&out);
     assert_eq!((code, stdout.as_str()), (22, "<22>"), "{stderr}");
     assert_eq!(server.seen().len(), 1, "the second URL is not fetched");
