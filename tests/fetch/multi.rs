@@ -258,11 +258,13 @@ fn a_body_read_to_the_close_is_never_reused() {
     let server = Scripted::start(|s| {
         Reply::Close(format!("HTTP/1.1 200 OK\r\n\r\nuntil close {}", s.target).into_bytes())
     });
-    let out = fetch(&["-w", "[%{num_connects}]", &server.url("/a"), &server.url("/b")]);
+    let out = fetch(&["-v", "-w", "[%{num_connects}]", &server.url("/a"), &server.url("/b")]);
     let (code, stdout, stderr) = parts(&out);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(stdout, "until close /a[1]until close /b[1]");
     assert_eq!(server.accepts(), 2);
+    // Not reused and found stale: never taken again at all.
+    assert!(!stderr.contains("Re-using") && stderr.contains("* Closing connection #0"), "{stderr}");
 }
 
 #[test]
@@ -272,13 +274,21 @@ fn http_1_0_is_kept_alive_only_when_it_says_keep_alive() {
         let reply = format!("HTTP/1.0 200 OK\r\n{alive}Content-Length: 2\r\n\r\nok").into_bytes();
         if alive.is_empty() { Reply::Close(reply) } else { Reply::Keep(reply) }
     });
-    let out =
-        fetch(&["-w", "%{num_connects}", &server.url("/alive"), &server.url("/plain"), &server.url("/x")]);
+    let out = fetch(&[
+        "-v",
+        "-w",
+        "%{num_connects}",
+        &server.url("/alive"),
+        &server.url("/plain"),
+        &server.url("/x"),
+    ]);
     let (code, stdout, stderr) = parts(&out);
     assert_eq!(code, 0, "{stderr}");
     // /alive opens, /plain reuses it and ends it, /x connects again.
     assert_eq!(stdout, "ok1ok0ok1");
     assert_eq!(server.accepts(), 2);
+    assert_eq!(stderr.matches("Re-using existing connection").count(), 1, "{stderr}");
+    assert!(!stderr.contains("died before any answer"), "{stderr}");
 }
 
 #[test]
