@@ -772,6 +772,31 @@ mod tests {
     }
 
     #[test]
+    fn outputs_pair_with_urls_in_order_as_curl() {
+        let outputs = |args: &[&str]| -> Vec<Option<std::path::PathBuf>> {
+            parse(args).unwrap().configs().unwrap().into_iter().map(|c| c.output).collect()
+        };
+        let p = |s: &str| Some(std::path::PathBuf::from(s));
+        assert_eq!(outputs(&["http://h/1", "-o", "a", "http://h/2", "-o", "b"]), [p("a"), p("b")]);
+        // Wherever the -o stands, the first is the first URL's; the rest go to stdout.
+        assert_eq!(outputs(&["-o", "a", "http://h/1", "http://h/2", "http://h/3"]), [p("a"), None, None]);
+        assert_eq!(outputs(&["-O", "http://h/x.txt", "http://h/y.txt"]), [p("x.txt"), None]);
+        assert_eq!(outputs(&["-OO", "http://h/x.txt", "http://h/d/y.txt"]), [p("x.txt"), p("y.txt")]);
+        // Later transfers append to the -D file; the first starts it anew.
+        let dumps: Vec<bool> = parse(&["-D", "h", "http://h/1", "http://h/2"])
+            .unwrap()
+            .configs()
+            .unwrap()
+            .iter()
+            .map(|c| c.dump_append)
+            .collect();
+        assert_eq!(dumps, [false, true]);
+        // -C - needs a file for every URL.
+        assert!(parse(&["-C", "-", "-o", "a", "http://h/1", "http://h/2"]).unwrap().configs().is_err());
+        assert!(parse(&["--fail-early", "http://h/1"]).unwrap().fail_early);
+    }
+
+    #[test]
     fn defaults_are_the_library_constants() {
         let c = config(&["http://h/"]).unwrap();
         let d = Config::new(c.url.clone());
