@@ -33,20 +33,21 @@ use crate::net::trace::{self, Format, Trace, TraceWriter};
 /// 28 timeout, 35 TLS handshake, 47 too many redirects, 52 empty reply,
 /// 56 receive failure, 60 bad certificate (see the README for the full table).
 #[derive(Debug, Clone, Args)]
-pub struct FetchArgs {
+pub struct FetchFlags {
     /// The URLs (http:// or https://; without a scheme, http:// is assumed).
     #[arg(required = true, value_name = "URL")]
     pub url: Vec<String>,
 
     /// Write the body to FILE (through FILE.part, renamed when complete); the n-th
     /// -o is for the n-th URL, and a URL without one goes to stdout.
-    #[arg(short = 'o', long = "output", value_name = "FILE", conflicts_with = "remote_name")]
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Vec<PathBuf>,
 
     /// Write the body to a file named after the URL's last path segment
     /// (`index.html` when empty), in the current directory; once per URL, in order.
-    #[arg(short = 'O', long = "remote-name", action = clap::ArgAction::Count)]
-    pub remote_name: u8,
+    #[arg(short = 'O', long = "remote-name", action = clap::ArgAction::Append, num_args = 0,
+          default_missing_value = "true")]
+    pub remote_name: Vec<bool>,
 
     /// With several URLs: stop at the first failed transfer and exit with its code
     /// (by default the others still run and the last one's code is the exit code).
@@ -233,6 +234,70 @@ pub struct FetchArgs {
     pub timing: bool,
 }
 
+/// Where one URL's body goes, as the n-th `-o` or `-O` on the command line says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputFlag {
+    /// `-o FILE`.
+    File(PathBuf),
+    /// `-O`: named after the URL.
+    Remote,
+}
+
+/// `tcpkit fetch`'s flags, and the order of its `-o` and `-O` flags among each other,
+/// which curl's pairing of outputs with URLs needs and clap's fields do not keep.
+#[derive(Debug, Clone)]
+pub struct FetchArgs {
+    flags: FetchFlags,
+    /// Every `-o FILE` and `-O`, in command-line order.
+    pub outputs: Vec<OutputFlag>,
+}
+
+impl std::ops::Deref for FetchArgs {
+    type Target = FetchFlags;
+    fn deref(&self) -> &FetchFlags {
+        &self.flags
+    }
+}
+
+impl FetchArgs {
+    /// The `-o`/`-O` flags in command-line order, from their positions in `m`.
+    fn output_order(m: &clap::ArgMatches, flags: &FetchFlags) -> Vec<OutputFlag> {
+        let mut at: Vec<(usize, OutputFlag)> = Vec::new();
+        if let Some(indices) = m.indices_of("output") {
+            at.extend(indices.zip(flags.output.iter()).map(|(i, p)| (i, OutputFlag::File(p.clone()))));
+        }
+        if let Some(indices) = m.indices_of("remote_name") {
+            at.extend(indices.map(|i| (i, OutputFlag::Remote)));
+        }
+        at.sort_by_key(|(i, _)| *i);
+        at.into_iter().map(|(_, o)| o).collect()
+    }
+}
+
+impl clap::FromArgMatches for FetchArgs {
+    fn from_arg_matches(m: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let flags = FetchFlags::from_arg_matches(m)?;
+        let outputs = FetchArgs::output_order(m, &flags);
+        Ok(FetchArgs { flags, outputs })
+    }
+
+    fn update_from_arg_matches(&mut self, m: &clap::ArgMatches) -> Result<(), clap::Error> {
+        self.flags.update_from_arg_matches(m)?;
+        self.outputs = FetchArgs::output_order(m, &self.flags);
+        Ok(())
+    }
+}
+
+impl clap::Args for FetchArgs {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        FetchFlags::augment_args(cmd)
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        FetchFlags::augment_args_for_update(cmd)
+    }
+}
+
 impl FetchArgs {
     /// The first (or only) transfer these flags ask for.
     pub fn config(&self) -> Result<Config, FetchError> {
@@ -286,11 +351,9 @@ impl FetchArgs {
             (None, false, None) => "GET".into(),
         };
         // curl's rule: the n-th -o or -O is for the n-th URL.
-        let output = match self.output.get(i) {
-            Some(path) => Some(path.clone()),
-            None if i < usize::from(self.remote_name) => {
-                Some(PathBuf::from(output_name::output_name_from_url(&url)))
-            }
+        let output = match self.outputs.get(i) {
+            Some(OutputFlag::File(path)) => Some(path.clone()),
+            Some(OutputFlag::Remote) => Some(PathBuf::from(output_name::output_name_from_url(&url))),
             None => None,
         };
         let resume = match self.continue_at.as_deref() {
@@ -487,7 +550,7 @@ impl FetchArgs {
         };
         let configs = self.configs().map_err(usage)?;
         let write_out = self.write_out_format().map_err(usage)?;
-        let extra = self.output.len().saturating_sub(self.url.len());
+        let extra = self.outputs.len().saturating_sub(self.url.len());
         if extra > 0 && show_errors {
             to_stderr("tcpkit: warning: got more output options than URLs\n");
         }
@@ -709,7 +772,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(a.data_binary.as_deref(), Some("@body"));
-        assert!(a.compressed && a.timing && a.ipv6 && a.remote_name == 1 && a.head);
+        assert!(a.compressed && a.timing && a.ipv6 && a.remote_name.len() == 1 && a.head);
         assert_eq!(
             (a.max_redirs, a.max_head, a.connect_timeout),
             (3, 1024, std::time::Duration::from_secs(1))
@@ -721,7 +784,6 @@ mod tests {
     #[test]
     fn contradictory_flags_are_rejected() {
         assert!(parse(&["-4", "-6", "u"]).is_err());
-        assert!(parse(&["-o", "f", "-O", "u"]).is_err());
         assert!(parse(&["-d", "x", "--data-binary", "y", "u"]).is_err());
         assert!(parse(&["--buffer-size", "10", "u"]).is_err());
         assert!(parse(&[]).is_err());
@@ -782,6 +844,11 @@ mod tests {
         assert_eq!(outputs(&["-o", "a", "http://h/1", "http://h/2", "http://h/3"]), [p("a"), None, None]);
         assert_eq!(outputs(&["-O", "http://h/x.txt", "http://h/y.txt"]), [p("x.txt"), None]);
         assert_eq!(outputs(&["-OO", "http://h/x.txt", "http://h/d/y.txt"]), [p("x.txt"), p("y.txt")]);
+        // -o and -O mixed: each in its turn.
+        let mixed = ["-O", "-o", "b", "-O", "http://h/a.txt", "http://h/2", "http://h/c.txt"];
+        assert_eq!(outputs(&mixed), [p("a.txt"), p("b"), p("c.txt")]);
+        let mixed = ["-o", "a", "http://h/1", "-sO", "http://h/b.txt", "-o", "c", "http://h/3"];
+        assert_eq!(outputs(&mixed), [p("a"), p("b.txt"), p("c")]);
         // Later transfers append to the -D file; the first starts it anew.
         let dumps: Vec<bool> = parse(&["-D", "h", "http://h/1", "http://h/2"])
             .unwrap()

@@ -224,6 +224,15 @@ fn outputs_pair_with_urls_in_order_and_the_rest_go_to_stdout() {
     let out = fetch(&["-o", b.to_str().unwrap(), &server.url("/1"), &server.url("/2")]);
     assert_eq!(parts(&out).1, "body of /2");
     assert_eq!(std::fs::read_to_string(&b).unwrap(), "body of /1");
+    // -O and -o mixed: each in its turn, as curl pairs them.
+    let c = dir.path().join("c");
+    let out = fetch_in(
+        Some(dir.path()),
+        &["-O", "-o", c.to_str().unwrap(), &server.url("/x.txt"), &server.url("/y"), &server.url("/z")],
+    );
+    assert_eq!(parts(&out).1, "body of /z");
+    assert_eq!(std::fs::read_to_string(dir.path().join("x.txt")).unwrap(), "body of /x.txt");
+    assert_eq!(std::fs::read_to_string(&c).unwrap(), "body of /y");
 }
 
 #[test]
