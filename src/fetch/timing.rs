@@ -108,4 +108,23 @@ mod tests {
         assert!(text.contains("transfer        5.000 ms"), "{text}");
         assert!(text.contains("total          15.000 ms"), "{text}");
     }
+
+    #[test]
+    fn a_reused_connection_has_no_connect_phases_and_waits_from_the_start() {
+        let ms = Duration::from_millis;
+        let addr = |p| SocketAddr::from(([127, 0, 0, 1], p));
+        let hop = Hop {
+            what: "GET http://h/b".into(),
+            reused: true,
+            peer: Some(addr(80)),
+            local: Some(addr(5000)),
+            first_byte: Some(ms(4)),
+            end: Some(ms(6)),
+            ..Default::default()
+        };
+        let text = render(&[hop]);
+        assert!(text.contains("127.0.0.1:5000 -> 127.0.0.1:80 (kept alive, reused)"), "{text}");
+        assert!(text.contains("server wait     4.000 ms"), "{text}");
+        assert!(text.lines().any(|l| l.starts_with("  TCP") && l.contains(" - ")), "{text}");
+    }
 }
