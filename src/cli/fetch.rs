@@ -223,7 +223,7 @@ pub struct FetchFlags {
     #[arg(short = 'f', long = "fail")]
     pub fail: bool,
 
-    /// After the transfer, print FORMAT on stdout with `%{variable}`s filled in
+    /// After each transfer, print FORMAT on stdout with `%{variable}`s filled in
     /// (http_code, size_download, time_total, remote_ip, json, ...).
     #[arg(short = 'w', long = "write-out", value_name = "FORMAT")]
     pub write_out: Option<String>,
