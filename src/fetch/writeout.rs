@@ -1,9 +1,10 @@
 //! `-w FORMAT`: curl's write-out format, rendered from the numbers of a finished transfer.
 //!
-//! For: `%{variable}` with curl's names and number formats, `%{json}`, `%%` and the
-//! `\n` `\r` `\t` escapes, with curl's handling of anything unknown (a warning, nothing
-//! printed). Not for: measuring the transfer (the caller fills [`WriteOutVars`]), reading
-//! the format from `@FILE`, or `%{stderr}`-style output switching (not supported).
+//! For: `%{variable}` with curl's names and number formats, `%{json}`, `%header{NAME}`,
+//! `%{url.PART}` / `%{urle.PART}`, `%{stderr}` / `%{stdout}` (as [`Target`]s), `%%` and
+//! the `\n` `\r` `\t` escapes, with curl's handling of anything unknown (a warning,
+//! nothing printed). Not for: measuring the transfer (the caller fills
+//! [`WriteOutVars`]), reading the format from `@FILE`, or writing the output.
 use serde_json::{Map, Value, json};
 use url::Url;
 
