@@ -22,26 +22,37 @@ use crate::net::connect::Family;
 use crate::net::tls::ClientOptions;
 use crate::net::trace::{self, Format, Trace, TraceWriter};
 
-/// Fetch a URL over HTTP/1.1 or HTTPS.
+/// Fetch URLs over HTTP/1.1 or HTTPS.
 ///
 /// The body goes to stdout, or with `-o FILE` to `FILE.part`, renamed to `FILE`
-/// only once the body is complete. Exit codes follow curl: 3 malformed URL,
+/// only once the body is complete. Several URLs are fetched one after another, the
+/// n-th `-o`/`-O` for the n-th URL, over one kept-alive connection where the host
+/// is the same; the exit code is the last transfer's (or the first failure's with
+/// `--fail-early`). Exit codes follow curl: 3 malformed URL,
 /// 6 resolve, 7 connect, 18 partial body, 22 HTTP error with -f, 23 write error,
 /// 28 timeout, 35 TLS handshake, 47 too many redirects, 52 empty reply,
 /// 56 receive failure, 60 bad certificate (see the README for the full table).
 #[derive(Debug, Clone, Args)]
-pub struct FetchArgs {
-    /// The URL (http:// or https://; without a scheme, http:// is assumed).
-    pub url: String,
+pub struct FetchFlags {
+    /// The URLs (http:// or https://; without a scheme, http:// is assumed).
+    #[arg(required = true, value_name = "URL")]
+    pub url: Vec<String>,
 
-    /// Write the body to FILE (through FILE.part, renamed when complete).
-    #[arg(short = 'o', long = "output", value_name = "FILE", conflicts_with = "remote_name")]
-    pub output: Option<PathBuf>,
+    /// Write the body to FILE (through FILE.part, renamed when complete); the n-th
+    /// -o is for the n-th URL, and a URL without one goes to stdout.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Vec<PathBuf>,
 
     /// Write the body to a file named after the URL's last path segment
-    /// (`index.html` when empty), in the current directory.
-    #[arg(short = 'O', long = "remote-name")]
-    pub remote_name: bool,
+    /// (`index.html` when empty), in the current directory; once per URL, in order.
+    #[arg(short = 'O', long = "remote-name", action = clap::ArgAction::Append, num_args = 0,
+          default_missing_value = "true")]
+    pub remote_name: Vec<bool>,
+
+    /// With several URLs: stop at the first failed transfer and exit with its code
+    /// (by default the others still run and the last one's code is the exit code).
+    #[arg(long = "fail-early")]
+    pub fail_early: bool,
 
     /// Resume a partial download (`-C -`: the only form): the offset is the size of
     /// FILE.part, or else of FILE.
@@ -212,7 +223,7 @@ pub struct FetchArgs {
     #[arg(short = 'f', long = "fail")]
     pub fail: bool,
 
-    /// After the transfer, print FORMAT on stdout with `%{variable}`s filled in
+    /// After each transfer, print FORMAT on stdout with `%{variable}`s filled in
     /// (http_code, size_download, time_total, remote_ip, json, ...).
     #[arg(short = 'w', long = "write-out", value_name = "FORMAT")]
     pub write_out: Option<String>,
@@ -223,10 +234,105 @@ pub struct FetchArgs {
     pub timing: bool,
 }
 
+/// Where one URL's body goes, as the n-th `-o` or `-O` on the command line says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputFlag {
+    /// `-o FILE`.
+    File(PathBuf),
+    /// `-O`: named after the URL.
+    Remote,
+}
+
+/// `tcpkit fetch`'s flags, and the order of its `-o` and `-O` flags among each other,
+/// which curl's pairing of outputs with URLs needs and clap's fields do not keep.
+#[derive(Debug, Clone)]
+pub struct FetchArgs {
+    flags: FetchFlags,
+    /// Every `-o FILE` and `-O`, in command-line order.
+    pub outputs: Vec<OutputFlag>,
+}
+
+impl std::ops::Deref for FetchArgs {
+    type Target = FetchFlags;
+    fn deref(&self) -> &FetchFlags {
+        &self.flags
+    }
+}
+
 impl FetchArgs {
-    /// The transfer these flags ask for; contradictions are usage errors (exit 2).
+    /// The `-o`/`-O` flags in command-line order, from their positions in `m`.
+    fn output_order(m: &clap::ArgMatches, flags: &FetchFlags) -> Vec<OutputFlag> {
+        let mut at: Vec<(usize, OutputFlag)> = Vec::new();
+        if let Some(indices) = m.indices_of("output") {
+            at.extend(indices.zip(flags.output.iter()).map(|(i, p)| (i, OutputFlag::File(p.clone()))));
+        }
+        if let Some(indices) = m.indices_of("remote_name") {
+            at.extend(indices.map(|i| (i, OutputFlag::Remote)));
+        }
+        at.sort_by_key(|(i, _)| *i);
+        at.into_iter().map(|(_, o)| o).collect()
+    }
+}
+
+impl clap::FromArgMatches for FetchArgs {
+    fn from_arg_matches(m: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let flags = FetchFlags::from_arg_matches(m)?;
+        let outputs = FetchArgs::output_order(m, &flags);
+        Ok(FetchArgs { flags, outputs })
+    }
+
+    fn update_from_arg_matches(&mut self, m: &clap::ArgMatches) -> Result<(), clap::Error> {
+        self.flags.update_from_arg_matches(m)?;
+        self.outputs = FetchArgs::output_order(m, &self.flags);
+        Ok(())
+    }
+}
+
+impl clap::Args for FetchArgs {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        FetchFlags::augment_args(cmd)
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        FetchFlags::augment_args_for_update(cmd)
+    }
+}
+
+impl FetchArgs {
+    /// The first (or only) transfer these flags ask for.
     pub fn config(&self) -> Result<Config, FetchError> {
-        let mut url = policy::parse_url(&self.url)?;
+        self.configs()?.into_iter().next().ok_or_else(|| FetchError::Usage("no URL given".into()))
+    }
+
+    /// One transfer per URL, in order; contradictions are usage errors (exit 2).
+    pub fn configs(&self) -> Result<Vec<Config>, FetchError> {
+        if self.url.len() > 1 && self.upload_file.is_some() {
+            return Err(FetchError::Usage("-T uploads to one URL: give one URL with -T".into()));
+        }
+        let body = match &self.upload_file {
+            Some(file) => Some(Body::file(file.clone())?),
+            None => self.body()?,
+        };
+        let edits = self.header_edits()?;
+        let mut configs = Vec::with_capacity(self.url.len());
+        for (i, url) in self.url.iter().enumerate() {
+            let mut cfg = self.config_for(i, url, body.clone(), edits.clone())?;
+            // Later transfers add their heads to the -D file, as curl does.
+            cfg.dump_append = i > 0;
+            configs.push(cfg);
+        }
+        Ok(configs)
+    }
+
+    /// The transfer of the `i`-th URL.
+    fn config_for(
+        &self,
+        i: usize,
+        url: &str,
+        body: Option<Body>,
+        edits: Vec<HeaderEdit>,
+    ) -> Result<Config, FetchError> {
+        let mut url = policy::parse_url(url)?;
         if let (Some(file), true) = (&self.upload_file, url.path().ends_with('/')) {
             // As curl: `-T f http://h/dir/` uploads to http://h/dir/f.
             let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -234,10 +340,6 @@ impl FetchArgs {
                 segments.pop_if_empty().push(&name);
             }
         }
-        let body = match &self.upload_file {
-            Some(file) => Some(Body::file(file.clone())?),
-            None => self.body()?,
-        };
         if self.head && body.is_some() {
             return Err(FetchError::Usage("-I sends HEAD, which carries no body: drop -d".into()));
         }
@@ -248,11 +350,11 @@ impl FetchArgs {
             (None, false, Some(_)) => "POST".into(),
             (None, false, None) => "GET".into(),
         };
-        let edits = self.header_edits()?;
-        let output = match (&self.output, self.remote_name) {
-            (Some(path), _) => Some(path.clone()),
-            (None, true) => Some(PathBuf::from(output_name::output_name_from_url(&url))),
-            (None, false) => None,
+        // curl's rule: the n-th -o or -O is for the n-th URL.
+        let output = match self.outputs.get(i) {
+            Some(OutputFlag::File(path)) => Some(path.clone()),
+            Some(OutputFlag::Remote) => Some(PathBuf::from(output_name::output_name_from_url(&url))),
+            None => None,
         };
         let resume = match self.continue_at.as_deref() {
             None => false,
@@ -437,20 +539,60 @@ impl FetchArgs {
             .map_err(|e| Failure::new(23, format!("trace: {shown}: {e}")))
     }
 
-    /// Run `tcpkit fetch`: the transfer, then `--timing`, `-w`, and the final error with
-    /// its exit code.
+    /// Run `tcpkit fetch`: each transfer in turn, each followed by its `--timing`,
+    /// `-w` and error message; the exit code is the last transfer's (the first
+    /// failure's with `--fail-early`).
     pub fn run(self) -> Result<(), Failure> {
         let show_errors = !self.silent || self.show_error;
-        let failure = |e: &FetchError, hint: String| {
-            let code = exit_code(e);
-            if show_errors { Failure::new(code, format!("{e}{hint}")) } else { Failure::silent(code) }
+        let usage = |e: FetchError| {
+            let code = exit_code(&e);
+            if show_errors { Failure::new(code, e.to_string()) } else { Failure::silent(code) }
         };
-        let cfg = self.config().map_err(|e| failure(&e, String::new()))?;
-        let write_out = self.write_out_format().map_err(|e| failure(&e, String::new()))?;
-        let mut cfg = cfg;
+        let configs = self.configs().map_err(usage)?;
+        let write_out = self.write_out_format().map_err(usage)?;
+        let extra = self.outputs.len().saturating_sub(self.url.len());
+        if extra > 0 && show_errors {
+            to_stderr("tcpkit: warning: got more output options than URLs\n");
+        }
+        let mut session = fetch::Session::new().map_err(usage)?;
         let tracing = self.start_trace()?;
-        cfg.trace = tracing.as_ref().map(|(trace, _, _)| trace.clone());
-        let outcome = fetch::Client::new(cfg.clone()).run_with(|err, delay, left| {
+        let count = configs.len();
+        let mut result = Ok(());
+        for (i, mut cfg) in configs.into_iter().enumerate() {
+            cfg.trace = tracing.as_ref().map(|(trace, _, _)| trace.clone());
+            result = self.one(&mut session, &cfg, write_out.as_deref(), show_errors);
+            if let Err(failure) = &result {
+                if self.fail_early || i + 1 == count {
+                    break;
+                }
+                // Not the last transfer: its message now, and on to the next one.
+                if let Some(message) = &failure.message {
+                    to_stderr(&format!("tcpkit: error: {message}\n"));
+                }
+            }
+        }
+        if let Some((_, writer, shown)) = tracing {
+            // Best effort: a failing trace is reported once, the exit code is the transfer's.
+            let done = writer.finish();
+            if let (Some(e), true) = (done.error, show_errors) {
+                to_stderr(&format!("tcpkit: warning: trace {shown}: {e}\n"));
+            }
+            if done.dropped > 0 && show_errors {
+                to_stderr(&format!("tcpkit: warning: trace {shown}: {} bytes not recorded\n", done.dropped));
+            }
+        }
+        result
+    }
+
+    /// One transfer, then its `--timing` and `-w` output; its failure, if any.
+    fn one(
+        &self,
+        session: &mut fetch::Session,
+        cfg: &Config,
+        write_out: Option<&str>,
+        show_errors: bool,
+    ) -> Result<(), Failure> {
+        let outcome = session.run_with(cfg, |err, delay, left| {
             if show_errors {
                 let s = if left == 1 { "y" } else { "ies" };
                 to_stderr(&format!(
@@ -469,21 +611,11 @@ impl FetchArgs {
             }
             None => String::new(),
         };
-        if let Some((_, writer, shown)) = tracing {
-            // Best effort: a failing trace is reported once, the exit code is the transfer's.
-            let done = writer.finish();
-            if let (Some(e), true) = (done.error, show_errors) {
-                to_stderr(&format!("tcpkit: warning: trace {shown}: {e}\n"));
-            }
-            if done.dropped > 0 && show_errors {
-                to_stderr(&format!("tcpkit: warning: trace {shown}: {} bytes not recorded\n", done.dropped));
-            }
-        }
         if self.timing {
             to_stderr(&timing::render(&outcome.metrics.hops));
         }
-        if let Some(format) = &write_out {
-            let mut vars = outcome.metrics.write_out_vars(&cfg, &outcome.result);
+        if let Some(format) = write_out {
+            let mut vars = outcome.metrics.write_out_vars(cfg, &outcome.result);
             vars.exitcode = outcome.result.as_ref().err().map_or(0, exit_code);
             let (pieces, warnings) = writeout::render_targets(format, &vars);
             for w in warnings.iter().filter(|_| show_errors) {
@@ -500,7 +632,10 @@ impl FetchArgs {
                 }
             }
         }
-        outcome.result.map_err(|e| failure(&e, hint))
+        outcome.result.map_err(|e| {
+            let code = exit_code(&e);
+            if show_errors { Failure::new(code, format!("{e}{hint}")) } else { Failure::silent(code) }
+        })
     }
 }
 
@@ -572,11 +707,11 @@ mod tests {
     #[test]
     fn defaults_match_curl() {
         let a = parse(&["http://x/"]).unwrap();
-        assert_eq!(a.url, "http://x/");
+        assert_eq!(a.url, ["http://x/"]);
         assert_eq!(a.max_redirs, 50);
         assert_eq!(a.max_head, 262_144);
         assert_eq!(a.connect_timeout, std::time::Duration::from_secs(300));
-        assert!(a.output.is_none() && a.max_time.is_none() && !a.location && !a.fail);
+        assert!(a.output.is_empty() && a.max_time.is_none() && !a.location && !a.fail);
     }
 
     #[test]
@@ -605,7 +740,7 @@ mod tests {
         ])
         .unwrap();
         assert!(a.silent && a.show_error && a.fail && a.location && a.include && a.verbose);
-        assert_eq!(a.output.as_deref(), Some(std::path::Path::new("f")));
+        assert_eq!(a.output, [std::path::PathBuf::from("f")]);
         assert_eq!(a.continue_at.as_deref(), Some("-"));
         assert_eq!(a.request.as_deref(), Some("PUT"));
         assert_eq!(a.header, vec!["A: b", "C:"]);
@@ -637,7 +772,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(a.data_binary.as_deref(), Some("@body"));
-        assert!(a.compressed && a.timing && a.ipv6 && a.remote_name && a.head);
+        assert!(a.compressed && a.timing && a.ipv6 && a.remote_name.len() == 1 && a.head);
         assert_eq!(
             (a.max_redirs, a.max_head, a.connect_timeout),
             (3, 1024, std::time::Duration::from_secs(1))
@@ -649,7 +784,6 @@ mod tests {
     #[test]
     fn contradictory_flags_are_rejected() {
         assert!(parse(&["-4", "-6", "u"]).is_err());
-        assert!(parse(&["-o", "f", "-O", "u"]).is_err());
         assert!(parse(&["-d", "x", "--data-binary", "y", "u"]).is_err());
         assert!(parse(&["--buffer-size", "10", "u"]).is_err());
         assert!(parse(&[]).is_err());
@@ -697,6 +831,36 @@ mod tests {
         assert_eq!(c.output, Some(std::path::PathBuf::from("b.tar.gz")));
         let c = config(&["-d", "a", "-d", "@/nonexistent/x", "http://h/"]);
         assert!(matches!(c, Err(FetchError::ReadFile { .. })));
+    }
+
+    #[test]
+    fn outputs_pair_with_urls_in_order_as_curl() {
+        let outputs = |args: &[&str]| -> Vec<Option<std::path::PathBuf>> {
+            parse(args).unwrap().configs().unwrap().into_iter().map(|c| c.output).collect()
+        };
+        let p = |s: &str| Some(std::path::PathBuf::from(s));
+        assert_eq!(outputs(&["http://h/1", "-o", "a", "http://h/2", "-o", "b"]), [p("a"), p("b")]);
+        // Wherever the -o stands, the first is the first URL's; the rest go to stdout.
+        assert_eq!(outputs(&["-o", "a", "http://h/1", "http://h/2", "http://h/3"]), [p("a"), None, None]);
+        assert_eq!(outputs(&["-O", "http://h/x.txt", "http://h/y.txt"]), [p("x.txt"), None]);
+        assert_eq!(outputs(&["-OO", "http://h/x.txt", "http://h/d/y.txt"]), [p("x.txt"), p("y.txt")]);
+        // -o and -O mixed: each in its turn.
+        let mixed = ["-O", "-o", "b", "-O", "http://h/a.txt", "http://h/2", "http://h/c.txt"];
+        assert_eq!(outputs(&mixed), [p("a.txt"), p("b"), p("c.txt")]);
+        let mixed = ["-o", "a", "http://h/1", "-sO", "http://h/b.txt", "-o", "c", "http://h/3"];
+        assert_eq!(outputs(&mixed), [p("a"), p("b.txt"), p("c")]);
+        // Later transfers append to the -D file; the first starts it anew.
+        let dumps: Vec<bool> = parse(&["-D", "h", "http://h/1", "http://h/2"])
+            .unwrap()
+            .configs()
+            .unwrap()
+            .iter()
+            .map(|c| c.dump_append)
+            .collect();
+        assert_eq!(dumps, [false, true]);
+        // -C - needs a file for every URL.
+        assert!(parse(&["-C", "-", "-o", "a", "http://h/1", "http://h/2"]).unwrap().configs().is_err());
+        assert!(parse(&["--fail-early", "http://h/1"]).unwrap().fail_early);
     }
 
     #[test]

@@ -107,6 +107,9 @@ pub struct Config {
     pub splice: bool,
     /// Write every response head to this file (`-` = stdout).
     pub dump: Option<PathBuf>,
+    /// Append to the `dump` file instead of starting it anew (a later transfer of
+    /// the same command, as curl does).
+    pub dump_append: bool,
     /// Write the connection, request and response heads to stderr (`-v`).
     pub verbose: bool,
     /// A file body of at least this many bytes is sent with `Expect: 100-continue`.
@@ -169,6 +172,7 @@ impl Config {
             buffer_size: DEFAULT_BUFFER_SIZE,
             splice: true,
             dump: None,
+            dump_append: false,
             verbose: false,
             expect_100_after: DEFAULT_EXPECT_100_AFTER,
             expect_timeout: DEFAULT_EXPECT_TIMEOUT,

@@ -41,6 +41,14 @@ pub struct Metrics {
     pub current_method: String,
     /// The last final response head.
     pub last_head: Option<ResponseHead>,
+    /// The number of the connection the last request used (`None`: none was opened).
+    pub conn_id: Option<u64>,
+    /// The number of this transfer among its session's, from 0.
+    pub xfer_id: u64,
+    /// Attempts made after the first (`--retry`).
+    pub num_retries: u32,
+    /// The last request went through a proxy.
+    pub proxy_used: bool,
 }
 
 impl Metrics {
@@ -59,6 +67,10 @@ impl Metrics {
             current_url: None,
             current_method: String::new(),
             last_head: None,
+            conn_id: None,
+            xfer_id: 0,
+            num_retries: 0,
+            proxy_used: false,
         }
     }
 
@@ -131,12 +143,22 @@ impl Metrics {
             time_namelookup: at(last.resolved),
             time_connect: at(last.connected),
             time_appconnect: at(last.tls_done),
+            // Every transfer starts as soon as it is its turn: nothing holds it in a
+            // queue, so this is the moment before its first request (curl: ~0).
+            time_queue: self.hops.first().map_or(0.0, |h| h.start.as_secs_f64()),
             time_pretransfer: at(last.ready()),
+            time_posttransfer: at(last.sent),
             time_starttransfer: at(last.first_byte),
             time_redirect: if self.redirects > 0 { last.start.as_secs_f64() } else { 0.0 },
             time_total: total,
             num_redirects: self.redirects,
             num_connects: self.hops.iter().filter(|h| h.connected.is_some()).count() as u32,
+            num_retries: self.num_retries,
+            conn_id: self.conn_id.map_or(-1, |id| id as i64),
+            xfer_id: self.xfer_id as i64,
+            proxy_used: self.proxy_used,
+            input_url: Some(cfg.url.clone()),
+            effective_url: self.current_url.clone(),
             num_headers: head.map_or(0, |h| h.headers.len() as u32),
             remote_ip: last.peer.map(|p| p.ip().to_string()).unwrap_or_default(),
             remote_port: last.peer.map_or(0, |p| p.port()),

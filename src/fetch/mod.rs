@@ -25,8 +25,11 @@
 //! # Ok::<(), tcpkit::fetch::FetchError>(())
 //! ```
 //!
-//! Not for: HTTP/2, keep-alive or connection reuse, cookies, SOCKS proxies, auth
-//! schemes other than Basic.
+//! Several transfers in a row run in one [`Session`], which keeps an HTTP/1.1
+//! connection alive between them ([`pool`]) when the next goes to the same place.
+//!
+//! Not for: HTTP/2, parallel transfers, cookies, SOCKS proxies, auth schemes other
+//! than Basic.
 pub mod config;
 pub mod decode;
 pub mod error;
@@ -34,6 +37,7 @@ pub mod http1;
 pub mod metrics;
 pub mod output_name;
 pub mod policy;
+pub mod pool;
 pub mod range;
 pub mod sink;
 pub mod stream;
@@ -96,32 +100,69 @@ impl Client {
 
     /// [`Client::run`], calling `before_retry(error, delay, retries_left)` before each
     /// new attempt (the command line prints curl's warning there).
-    pub fn run_with(&self, mut before_retry: impl FnMut(&FetchError, Duration, u32)) -> Outcome {
-        let rt = match crate::net::runtime(1) {
-            Ok(rt) => rt,
-            Err(e) => {
-                return Outcome {
-                    result: Err(FetchError::Runtime(e)),
-                    metrics: Metrics::new(),
-                    partial: None,
-                };
-            }
-        };
-        let retry = &self.config.retry;
+    pub fn run_with(&self, before_retry: impl FnMut(&FetchError, Duration, u32)) -> Outcome {
+        match Session::new() {
+            Ok(mut session) => session.run_with(&self.config, before_retry),
+            Err(e) => Outcome { result: Err(e), metrics: Metrics::new(), partial: None },
+        }
+    }
+}
+
+/// Transfers one after another on one runtime, sharing a [`pool::Pool`]: a transfer
+/// to the scheme, host and port (and proxy and TLS settings) the previous one used
+/// reuses its connection when that response left it reusable.
+#[derive(Debug)]
+pub struct Session {
+    rt: tokio::runtime::Runtime,
+    pool: pool::Pool,
+    /// Transfers started so far (the next one's `%{xfer_id}`).
+    transfers: u64,
+}
+
+impl Session {
+    /// A session on a current-thread runtime of its own (transfers run one at a
+    /// time, and start-up stays short).
+    pub fn new() -> Result<Session, FetchError> {
+        let rt = crate::net::runtime(1).map_err(FetchError::Runtime)?;
+        Ok(Session { rt, pool: pool::Pool::new(), transfers: 0 })
+    }
+
+    /// Run one transfer of `config` to its end, with the retries it asks for.
+    pub fn run(&mut self, config: &Config) -> Outcome {
+        self.run_with(config, |_, _, _| {})
+    }
+
+    /// [`Session::run`], calling `before_retry(error, delay, retries_left)` before
+    /// each new attempt.
+    pub fn run_with(
+        &mut self,
+        config: &Config,
+        mut before_retry: impl FnMut(&FetchError, Duration, u32),
+    ) -> Outcome {
+        let xfer_id = self.transfers;
+        self.transfers += 1;
+        let (rt, pool) = (&self.rt, &mut self.pool);
+        let retry = &config.retry;
         let started = std::time::Instant::now();
-        let mut config = self.config.clone();
+        let mut config = config.clone();
         let mut left = retry.count;
         let mut backoff = Duration::from_secs(1);
+        let mut retries = 0;
+        let done = |mut outcome: Outcome, retries: u32| {
+            (outcome.metrics.xfer_id, outcome.metrics.num_retries) = (xfer_id, retries);
+            outcome
+        };
         // A retry fits when the next delay (the fixed one, or the back-off) still
         // starts within max_time.
         let fits = |delay: Duration| retry.max_time.is_none_or(|max| started.elapsed() + delay <= max);
         loop {
             let guess = retry.delay.unwrap_or(backoff);
             let may_retry = left > 0 && fits(guess);
-            let outcome = rt.block_on(Transfer::new(&config).retry_transient_status(may_retry).run());
-            let Err(err) = &outcome.result else { return outcome };
+            let attempt = Transfer::new(&config).with_pool(pool).retry_transient_status(may_retry);
+            let outcome = rt.block_on(attempt.run());
+            let Err(err) = &outcome.result else { return done(outcome, retries) };
             if !may_retry || !(retry.all_errors || is_transient(err)) {
-                return outcome;
+                return done(outcome, retries);
             }
             let delay = match (err, retry.delay) {
                 (FetchError::TransientStatus { retry_after: Some(s), .. }, _) => Duration::from_secs(*s),
@@ -132,10 +173,11 @@ impl Client {
             if !fits(delay) {
                 // A Retry-After past max_time: the answer is this response, so ask
                 // once more without retrying (the transient status is not an error).
-                let last = Transfer::new(&config).run();
-                return rt.block_on(last);
+                let last = Transfer::new(&config).with_pool(pool).run();
+                return done(rt.block_on(last), retries + 1);
             }
             left -= 1;
+            retries += 1;
             before_retry(err, delay, left + 1);
             backoff = (backoff * 2).min(config::MAX_RETRY_DELAY);
             // What the failed attempt kept in FILE.part is resumed when the server

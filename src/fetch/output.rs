@@ -39,6 +39,9 @@ impl Output {
             if self.dump.is_none() {
                 let (file, what) = if path.as_os_str() == "-" {
                     (dup_stdout(), "stdout".to_string())
+                } else if cfg.dump_append {
+                    let file = std::fs::OpenOptions::new().append(true).create(true).open(path);
+                    (file, path.display().to_string())
                 } else {
                     (File::create(path), path.display().to_string())
                 };

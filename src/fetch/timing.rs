@@ -35,12 +35,14 @@ pub struct Hop {
     pub peer: Option<SocketAddr>,
     /// Our address.
     pub local: Option<SocketAddr>,
+    /// The request went on a kept-alive connection: no DNS, TCP or TLS phase.
+    pub reused: bool,
 }
 
 impl Hop {
     /// The connection is ready for the request: after TLS, else after TCP.
     pub fn ready(&self) -> Option<Duration> {
-        self.tls_done.or(self.connected)
+        self.tls_done.or(self.connected).or(self.reused.then_some(Duration::ZERO))
     }
 }
 
@@ -64,7 +66,8 @@ pub fn render(hops: &[Hop]) -> String {
         let status = hop.status.map(|s| format!(" -> {s}")).unwrap_or_default();
         let _ = writeln!(out, "hop {}: {}{status}", i + 1, hop.what);
         if let (Some(peer), Some(local)) = (hop.peer, hop.local) {
-            let _ = writeln!(out, "  connection  {local} -> {peer}");
+            let again = if hop.reused { " (kept alive, reused)" } else { "" };
+            let _ = writeln!(out, "  connection  {local} -> {peer}{again}");
         }
         let zero = Some(Duration::ZERO);
         phase(&mut out, "DNS", zero, hop.resolved, "name lookup");
@@ -104,5 +107,24 @@ mod tests {
         assert!(text.contains("TLS             2.000 ms"), "{text}");
         assert!(text.contains("transfer        5.000 ms"), "{text}");
         assert!(text.contains("total          15.000 ms"), "{text}");
+    }
+
+    #[test]
+    fn a_reused_connection_has_no_connect_phases_and_waits_from_the_start() {
+        let ms = Duration::from_millis;
+        let addr = |p| SocketAddr::from(([127, 0, 0, 1], p));
+        let hop = Hop {
+            what: "GET http://h/b".into(),
+            reused: true,
+            peer: Some(addr(80)),
+            local: Some(addr(5000)),
+            first_byte: Some(ms(4)),
+            end: Some(ms(6)),
+            ..Default::default()
+        };
+        let text = render(&[hop]);
+        assert!(text.contains("127.0.0.1:5000 -> 127.0.0.1:80 (kept alive, reused)"), "{text}");
+        assert!(text.contains("server wait     4.000 ms"), "{text}");
+        assert!(text.lines().any(|l| l.starts_with("  TCP") && l.contains(" - ")), "{text}");
     }
 }

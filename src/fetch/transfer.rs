@@ -18,7 +18,8 @@ use super::error::FetchError;
 use super::http1::{self, BodyDecoder, BodyKind, Http1Error, ResponseHead};
 use super::metrics::Metrics;
 use super::output::{Output, prefixed, to_stderr};
-use super::policy::{self, HeaderPlan, Redirect};
+use super::policy::{self, HeaderEdit, HeaderPlan, Redirect};
+use super::pool::{Conn, Pool, PoolKey};
 use super::range;
 use super::sink::{self, Resume, Start};
 use super::splice;
@@ -62,6 +63,10 @@ pub struct Transfer<'a> {
     /// The current hop goes through a forward proxy without a tunnel: the request
     /// names the absolute URL and carries the proxy's credentials.
     forward_proxy: Option<Url>,
+    /// The session's pool of kept-alive connections, when the transfer is one of
+    /// several ([`Transfer::with_pool`]); else `own_pool`, for its redirect hops.
+    pool: Option<&'a mut Pool>,
+    own_pool: Pool,
 }
 
 impl<'a> Transfer<'a> {
@@ -76,6 +81,42 @@ impl<'a> Transfer<'a> {
             already_complete: false,
             forward_proxy: None,
             retry_status: false,
+            pool: None,
+            own_pool: Pool::new(),
+        }
+    }
+
+    /// Take connections from `pool` and leave the reusable one there at the end, so
+    /// the next transfer to the same place reuses it.
+    pub fn with_pool(mut self, pool: &'a mut Pool) -> Self {
+        self.pool = Some(pool);
+        self
+    }
+
+    fn pool(&mut self) -> &mut Pool {
+        match &mut self.pool {
+            Some(pool) => pool,
+            None => &mut self.own_pool,
+        }
+    }
+
+    /// A response over: keep the connection for the next request when `reusable`, as
+    /// curl says it (`-v`, `--trace`), else close it.
+    fn release(&mut self, conn: Conn, reusable: bool) {
+        let host = conn.key.host.clone();
+        let line = if reusable {
+            format!("Connection #{} to host {host} left intact", conn.id)
+        } else {
+            format!("Closing connection #{}", conn.id)
+        };
+        if self.cfg.verbose {
+            to_stderr(&format!("* {line}\n"));
+        }
+        if let Some(trace) = &self.cfg.trace {
+            trace.info(line);
+        }
+        if reusable {
+            self.pool().put(conn);
         }
     }
 
@@ -146,45 +187,138 @@ impl<'a> Transfer<'a> {
         sink.finish().map_err(|source| FetchError::Write { what: dest.display().to_string(), source })
     }
 
-    /// One request and its response.
+    /// One request and its response, on a kept-alive connection when one fits.
     async fn hop(&mut self, url: &Url, method: &str, body: Option<&Body>) -> Result<HopEnd, FetchError> {
         self.metrics.start_hop(method, url);
-        let mut stream = self.connect(url).await?;
-        let early = self.send_request(&mut stream, url, method, body).await?;
-        let mut buf = vec![0u8; self.cfg.buffer_size.max(early.len())];
-        buf[..early.len()].copy_from_slice(&early);
-        let (head, start, end) = self.read_head(&mut stream, &mut buf, early.len()).await?;
+        let mut conn = self.connect(url).await?;
+        let sent_before = (self.metrics.size_request, self.metrics.size_upload);
+        let (head, buf, start, end) = match self.exchange(&mut conn, url, method, body).await {
+            // A kept-alive connection the server closed meanwhile: no byte of an
+            // answer came, so the request is sent again once on a new one (as curl).
+            Err(e) if conn.reused && is_stale(&e) => {
+                let line = format!("Connection #{} died before any answer, retrying on a new one", conn.id);
+                if self.cfg.verbose {
+                    to_stderr(&format!("* {line}\n"));
+                }
+                if let Some(trace) = &self.cfg.trace {
+                    trace.info(line);
+                }
+                drop(conn);
+                (self.metrics.size_request, self.metrics.size_upload) = sent_before;
+                conn = self.connect(url).await?;
+                self.exchange(&mut conn, url, method, body).await?
+            }
+            other => other?,
+        };
         let cfg = self.cfg;
         if cfg.follow && policy::is_redirect(head.status) {
             if let Some(location) = redirect_location(&head)? {
-                return Ok(HopEnd::Redirect(policy::follow(url, method, head.status, location)?));
+                let next = policy::follow(url, method, head.status, location)?;
+                self.discard_body(conn, method, &head, &buf[start..end]);
+                return Ok(HopEnd::Redirect(next));
             }
         }
         if self.retry_status && matches!(head.status, 408 | 429 | 500 | 502 | 503 | 504) {
             let retry_after =
                 head.header("retry-after").and_then(|v| std::str::from_utf8(v).ok()?.trim().parse().ok());
+            self.release(conn, false);
             return Err(FetchError::TransientStatus { status: head.status, retry_after });
         }
         if cfg.fail && head.status >= 400 {
+            self.release(conn, false);
             return Err(FetchError::HttpStatus { status: head.status });
         }
         let Some(how) = self.resume_decision(&head)? else {
             self.already_complete = true;
+            self.discard_body(conn, method, &head, &buf[start..end]);
             return Ok(HopEnd::Done);
         };
-        self.read_body(&mut stream, method, &head, how, buf, start..end).await?;
+        let clean = self.read_body(&mut conn.stream, method, &head, how, buf, start..end).await?;
+        let reusable = clean && self.keeps_alive(method, &head);
+        self.release(conn, reusable);
         Ok(HopEnd::Done)
     }
 
-    /// Resolve, connect and (https) handshake, stamping each phase.
-    async fn connect(&mut self, url: &Url) -> Result<Stream, FetchError> {
+    /// Send the request and read the final response head on `conn`.
+    async fn exchange(
+        &mut self,
+        conn: &mut Conn,
+        url: &Url,
+        method: &str,
+        body: Option<&Body>,
+    ) -> Result<(ResponseHead, Vec<u8>, usize, usize), FetchError> {
+        let early = self.send_request(&mut conn.stream, url, method, body).await?;
+        let mut buf = vec![0u8; self.cfg.buffer_size.max(early.len())];
+        buf[..early.len()].copy_from_slice(&early);
+        let (head, start, end) = self.read_head(&mut conn.stream, &mut buf, early.len()).await?;
+        Ok((head, buf, start, end))
+    }
+
+    /// Whether the connection may carry another request after this response, whose
+    /// body was read to its framed end: HTTP/1.1 unless `Connection: close`, HTTP/1.0
+    /// only with `Connection: keep-alive`, and never when our request asked to close.
+    fn keeps_alive(&self, method: &str, head: &ResponseHead) -> bool {
+        let has = |value: &[u8], token: &str| {
+            value.split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+        };
+        let tokens: Vec<&[u8]> = head.headers_named("connection").collect();
+        let asked_close = self.cfg.edits.iter().any(|e| {
+            matches!(e, HeaderEdit::Set(n, v) if n.eq_ignore_ascii_case("connection") && has(v.as_bytes(), "close"))
+        });
+        let until_close = matches!(http1::body_kind(method, head), Ok(BodyKind::UntilClose) | Err(_));
+        if asked_close || until_close || tokens.iter().any(|v| has(v, "close")) {
+            return false;
+        }
+        head.version >= 1 || tokens.iter().any(|v| has(v, "keep-alive"))
+    }
+
+    /// A response whose body is not wanted (a redirect followed, a resume with nothing
+    /// left): the connection stays only when the whole body already arrived with the
+    /// head (`rest`), since reading more to keep a connection is not worth a wait.
+    fn discard_body(&mut self, conn: Conn, method: &str, head: &ResponseHead, rest: &[u8]) {
+        let complete = http1::body_kind(method, head).ok().is_some_and(|kind| {
+            let mut framing = BodyDecoder::new(kind).with_max_trailers(self.cfg.max_head);
+            let mut at = 0;
+            while at < rest.len() && !framing.is_complete() {
+                match framing.decode(&rest[at..]) {
+                    Ok(d) if d.consumed > 0 => at += d.consumed,
+                    _ => return false,
+                }
+            }
+            framing.is_complete() && at == rest.len()
+        });
+        let reusable = complete && self.keeps_alive(method, head);
+        self.release(conn, reusable);
+    }
+
+    /// The kept-alive connection to the URL's place when the pool has one, else a new
+    /// one: resolve, connect and (https) handshake, stamping each phase.
+    async fn connect(&mut self, url: &Url) -> Result<Conn, FetchError> {
         let cfg = self.cfg;
-        let tls = if url.scheme() == "https" { Some(self.tls_config()?) } else { None };
-        let opts = ConnectOptions { family: cfg.family, timeout: None, source: None, nodelay: true };
+        let https = url.scheme() == "https";
         let proxy = cfg.proxy_for(url);
-        let via =
-            proxy.map(|proxy| stream::Via { proxy, tunnel: url.scheme() == "https" || cfg.proxy_tunnel });
+        let via = proxy.map(|proxy| stream::Via { proxy, tunnel: https || cfg.proxy_tunnel });
         self.forward_proxy = via.filter(|v| !v.tunnel).map(|v| v.proxy.clone());
+        self.metrics.proxy_used = via.is_some();
+        let tls_key = https.then(|| (cfg.tls.cacert.clone(), cfg.tls.insecure));
+        let key = PoolKey::new(url, via.map(|v| (v.proxy, v.tunnel)), tls_key);
+        let host = url.host_str().unwrap_or_default();
+        if let Some(mut conn) = self.pool().take(&key) {
+            let hop = self.metrics.hop_mut();
+            (hop.peer, hop.local, hop.reused) = (Some(conn.peer), Some(conn.local), true);
+            self.metrics.conn_id = Some(conn.id);
+            if cfg.verbose {
+                to_stderr(&format!("* Re-using existing connection with host {host}\n"));
+            }
+            if let Stream::Traced(tap) = &mut conn.stream {
+                // A new request and response: each starts with a head.
+                tap.new_exchange();
+                tap.trace().info(format!("Re-using existing connection #{} with host {host}", conn.id));
+            }
+            return Ok(conn);
+        }
+        let tls = if https { Some(self.tls_config()?) } else { None };
+        let opts = ConnectOptions { family: cfg.family, timeout: None, source: None, nodelay: true };
         let opened = match stream::open(url, &opts, tls, cfg.connect_timeout, via).await {
             Ok(opened) => opened,
             Err(e) => {
@@ -194,24 +328,30 @@ impl<'a> Transfer<'a> {
                 return Err(e);
             }
         };
+        let id = self.pool().next_id();
+        self.metrics.conn_id = Some(id);
         let hop = self.metrics.hop_mut();
         (hop.resolved, hop.connected, hop.tls_done) =
             (Some(opened.resolved), Some(opened.connected), opened.tls_done);
-        (hop.peer, hop.local) = (Some(opened.peer), Some(opened.local));
+        (hop.peer, hop.local, hop.reused) = (Some(opened.peer), Some(opened.local), false);
         if cfg.verbose {
-            let host = url.host_str().unwrap_or_default();
             to_stderr(&format!("* connected to {host} ({}) from {}\n", opened.peer, opened.local));
             if let Some(info) = &opened.tls_info {
                 to_stderr(&format!("* TLS: {info}\n"));
             }
         }
-        let Some(trace) = &cfg.trace else { return Ok(opened.stream) };
-        let host = url.host_str().unwrap_or_default();
-        trace.info(format!("Connected to {host} ({}) from {}", opened.peer, opened.local));
-        for line in opened.tls_summary.iter().flat_map(|s| s.lines()) {
-            trace.info(line);
-        }
-        Ok(Stream::Traced(Box::new(HttpTap::new(opened.stream, trace.clone()))))
+        let (peer, local) = (opened.peer, opened.local);
+        let stream = match &cfg.trace {
+            None => opened.stream,
+            Some(trace) => {
+                trace.info(format!("Connected to {host} ({}) from {}", opened.peer, opened.local));
+                for line in opened.tls_summary.iter().flat_map(|s| s.lines()) {
+                    trace.info(line);
+                }
+                Stream::Traced(Box::new(HttpTap::new(opened.stream, trace.clone())))
+            }
+        };
+        Ok(Conn { stream, id, key, peer, local, reused: false })
     }
 
     fn tls_config(&mut self) -> Result<Arc<ClientConfig>, FetchError> {
@@ -434,7 +574,7 @@ impl<'a> Transfer<'a> {
         how: Start,
         mut buf: Vec<u8>,
         first: std::ops::Range<usize>,
-    ) -> Result<(), FetchError> {
+    ) -> Result<bool, FetchError> {
         let cfg = self.cfg;
         let kind = http1::body_kind(method, head)?;
         self.out.open(cfg, how)?;
@@ -447,7 +587,9 @@ impl<'a> Transfer<'a> {
         self.out.start_progress(cfg, kind, how);
         let mut framing = BodyDecoder::new(kind).with_max_trailers(cfg.max_head);
         let (mut start, mut end) = (first.start, first.end);
-        loop {
+        // The body ended at its framed end with no byte after it: the connection can
+        // carry another request (a body ended by the close never can).
+        let clean = loop {
             while start < end && !framing.is_complete() {
                 let d = framing.decode(&buf[start..end])?;
                 start += d.consumed;
@@ -455,22 +597,23 @@ impl<'a> Transfer<'a> {
                 self.metrics.size_download += d.data.len() as u64;
                 self.out.body(&mut content, d.data, self.metrics.received)?;
             }
-            start = 0;
             if framing.is_complete() {
-                break;
+                break start == end;
             }
+            start = 0;
             if content.is_none() && self.try_splice(stream, &framing).await? {
-                break;
+                break true;
             }
             let n = self.read_body_bytes(stream, kind, &mut buf).await?;
             if n == 0 {
                 framing.finish()?;
-                break;
+                break false;
             }
             end = n;
-        }
+        };
         self.out.end_body(&mut content, self.metrics.received)?;
-        self.out.trailers(cfg, framing.trailers())
+        self.out.trailers(cfg, framing.trailers())?;
+        Ok(clean)
     }
 
     /// The rest of a Content-Length body straight from a plain socket into the `.part`
@@ -547,6 +690,12 @@ async fn read_head_bytes(stream: &mut Stream, buf: &mut [u8]) -> std::io::Result
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && stream.is_tls() => Ok(0),
         other => other,
     }
+}
+
+/// A failure on a reused connection before any byte of an answer: the server closed
+/// it while it was idle (or the request could not be written to it).
+fn is_stale(err: &FetchError) -> bool {
+    matches!(err, FetchError::EmptyReply | FetchError::Send(_) | FetchError::Recv { received: 0, .. })
 }
 
 /// The connection closed before the final head: empty reply, or where it stopped.

@@ -1,10 +1,12 @@
 //! `-w FORMAT`: curl's write-out format, rendered from the numbers of a finished transfer.
 //!
-//! For: `%{variable}` with curl's names and number formats, `%{json}`, `%%` and the
-//! `\n` `\r` `\t` escapes, with curl's handling of anything unknown (a warning, nothing
-//! printed). Not for: measuring the transfer (the caller fills [`WriteOutVars`]), reading
-//! the format from `@FILE`, or `%{stderr}`-style output switching (not supported).
+//! For: `%{variable}` with curl's names and number formats, `%{json}`, `%header{NAME}`,
+//! `%{url.PART}` / `%{urle.PART}`, `%{stderr}` / `%{stdout}` (as [`Target`]s), `%%` and
+//! the `\n` `\r` `\t` escapes, with curl's handling of anything unknown (a warning,
+//! nothing printed). Not for: measuring the transfer (the caller fills
+//! [`WriteOutVars`]), reading the format from `@FILE`, or writing the output.
 use serde_json::{Map, Value, json};
+use url::Url;
 
 /// The numbers and names of a finished transfer, as curl's `-w` names them.
 /// Times are seconds since the transfer started, 0 for a phase that did not happen.
@@ -30,8 +32,13 @@ pub struct WriteOutVars {
     pub time_connect: f64,
     /// Until the TLS handshake was done (0 for plain HTTP).
     pub time_appconnect: f64,
+    /// Held before starting (curl 8.6's queue time): transfers run one after
+    /// another and start at once, so this is only the moment before the first request.
+    pub time_queue: f64,
     /// Until the request was about to be sent.
     pub time_pretransfer: f64,
+    /// Until the last request byte was sent (curl 8.10).
+    pub time_posttransfer: f64,
     /// Until the first response byte arrived.
     pub time_starttransfer: f64,
     /// Spent in redirects before the final request.
@@ -40,8 +47,20 @@ pub struct WriteOutVars {
     pub time_total: f64,
     /// Redirects followed.
     pub num_redirects: u32,
-    /// New connections made.
+    /// New connections made (0 when a kept-alive one carried every request).
     pub num_connects: u32,
+    /// Attempts made after the first (`--retry`).
+    pub num_retries: u32,
+    /// The number of the connection last used, from 0 (-1: none).
+    pub conn_id: i64,
+    /// The number of this transfer in the command, from 0.
+    pub xfer_id: i64,
+    /// The last request went through a proxy.
+    pub proxy_used: bool,
+    /// The URL first asked for, unredacted, for `%{url.<part>}`.
+    pub input_url: Option<Url>,
+    /// The URL last fetched, unredacted, for `%{urle.<part>}`.
+    pub effective_url: Option<Url>,
     /// Header fields in the last response.
     pub num_headers: u32,
     /// The server's address of the last connection (empty when none).
@@ -90,6 +109,7 @@ pub enum Target {
 enum Var<'a> {
     Code(u16),
     Int(u64),
+    SignedInt(i64),
     Time(f64),
     Text(&'a str),
     /// Text that is JSON `null` when empty.
@@ -98,9 +118,10 @@ enum Var<'a> {
 
 impl WriteOutVars {
     /// Every variable by its curl name, in alphabetical order (`%{json}`'s order).
-    fn vars(&self) -> [(&'static str, Var<'_>); 32] {
+    fn vars(&self) -> [(&'static str, Var<'_>); 38] {
         use Var::*;
         [
+            ("conn_id", SignedInt(self.conn_id)),
             ("content_type", OptText(&self.content_type)),
             ("errormsg", OptText(&self.errormsg)),
             ("exitcode", Int(self.exitcode.into())),
@@ -113,6 +134,8 @@ impl WriteOutVars {
             ("num_connects", Int(self.num_connects.into())),
             ("num_headers", Int(self.num_headers.into())),
             ("num_redirects", Int(self.num_redirects.into())),
+            ("num_retries", Int(self.num_retries.into())),
+            ("proxy_used", Int(self.proxy_used.into())),
             ("redirect_url", OptText(&self.redirect_url)),
             ("remote_ip", Text(&self.remote_ip)),
             ("remote_port", Int(self.remote_port.into())),
@@ -127,12 +150,15 @@ impl WriteOutVars {
             ("time_appconnect", Time(self.time_appconnect)),
             ("time_connect", Time(self.time_connect)),
             ("time_namelookup", Time(self.time_namelookup)),
+            ("time_posttransfer", Time(self.time_posttransfer)),
             ("time_pretransfer", Time(self.time_pretransfer)),
+            ("time_queue", Time(self.time_queue)),
             ("time_redirect", Time(self.time_redirect)),
             ("time_starttransfer", Time(self.time_starttransfer)),
             ("time_total", Time(self.time_total)),
             ("url", Text(&self.url)),
             ("url_effective", Text(&self.url_effective)),
+            ("xfer_id", SignedInt(self.xfer_id)),
         ]
     }
 
@@ -143,6 +169,7 @@ impl WriteOutVars {
             let value = match var {
                 Var::Code(n) => json!(n),
                 Var::Int(n) => json!(n),
+                Var::SignedInt(n) => json!(n),
                 // Non-finite times cannot be JSON numbers; they never come from a clock.
                 Var::Time(t) => serde_json::Number::from_f64(t).map_or(Value::Null, Value::Number),
                 Var::Text(s) => json!(s),
@@ -186,14 +213,45 @@ impl WriteOutVars {
         if name == "header_json" {
             return Some(self.header_json());
         }
+        if let Some(part) = name.strip_prefix("url.") {
+            return url_part(self.input_url.as_ref(), part);
+        }
+        if let Some(part) = name.strip_prefix("urle.") {
+            return url_part(self.effective_url.as_ref(), part);
+        }
         let (_, var) = self.vars().into_iter().find(|(n, _)| *n == name)?;
         Some(match var {
             Var::Code(n) => format!("{n:03}"),
             Var::Int(n) => n.to_string(),
+            Var::SignedInt(n) => n.to_string(),
             Var::Time(t) => format!("{t:.6}"),
             Var::Text(s) | Var::OptText(s) => s.to_string(),
         })
     }
+}
+
+/// curl 8.1's `%{url.<part>}`: one part of a URL as curl's URL API gives it (the
+/// port with the scheme's default filled in; no `?` before the query); `Some("")`
+/// for a part the URL lacks (curl prints nothing), `None` for an unknown part.
+fn url_part(url: Option<&Url>, part: &str) -> Option<String> {
+    let known =
+        ["scheme", "user", "password", "options", "host", "port", "path", "query", "fragment", "zoneid"];
+    if !known.contains(&part) {
+        return None;
+    }
+    let Some(url) = url else { return Some(String::new()) };
+    Some(match part {
+        "scheme" => url.scheme().to_string(),
+        "user" => url.username().to_string(),
+        "password" => url.password().unwrap_or_default().to_string(),
+        "host" => url.host_str().unwrap_or_default().to_string(),
+        "port" => url.port_or_known_default().map(|p| p.to_string()).unwrap_or_default(),
+        "path" => url.path().to_string(),
+        "query" => url.query().unwrap_or_default().to_string(),
+        "fragment" => url.fragment().unwrap_or_default().to_string(),
+        // IMAP options and IPv6 zone ids do not occur in fetch's http(s) URLs.
+        _ => String::new(),
+    })
 }
 
 /// Render `format` with `vars`; unknown variables print nothing (see
@@ -318,6 +376,14 @@ mod tests {
             filename_effective: "b.txt".into(),
             exitcode: 0,
             errormsg: String::new(),
+            time_queue: 0.000125,
+            time_posttransfer: 0.0135,
+            num_retries: 2,
+            conn_id: 1,
+            xfer_id: 3,
+            proxy_used: true,
+            input_url: Url::parse("http://u:p@h:8080/a/b%20c?x=1&y#frag").ok(),
+            effective_url: Url::parse("https://h/b").ok(),
             headers: vec![
                 ("Content-Type".into(), "text/plain".into()),
                 ("Set-Cookie".into(), "a=1".into()),
@@ -385,6 +451,12 @@ mod tests {
             ("filename_effective", "b.txt"),
             ("exitcode", "0"),
             ("errormsg", ""),
+            ("time_queue", "0.000125"),
+            ("time_posttransfer", "0.013500"),
+            ("num_retries", "2"),
+            ("conn_id", "1"),
+            ("xfer_id", "3"),
+            ("proxy_used", "1"),
         ];
         assert_eq!(cases.len(), v.vars().len(), "a case per variable");
         for (name, want) in cases {
@@ -397,6 +469,28 @@ mod tests {
     fn no_response_prints_code_000_and_version_0() {
         let v = WriteOutVars::default();
         assert_eq!(render("%{http_code} %{http_version} %{time_total}", &v), "000 0 0.000000");
+    }
+
+    #[test]
+    fn url_parts_render_as_curls_url_api_gives_them() {
+        let v = sample();
+        let (out, warnings) = render_with_warnings(
+            "%{url.scheme}|%{url.user}|%{url.password}|%{url.host}|%{url.port}|%{url.path}|\
+             %{url.query}|%{url.fragment}|%{url.zoneid}",
+            &v,
+        );
+        assert_eq!(out, "http|u|p|h|8080|/a/b%20c|x=1&y|frag|");
+        assert!(warnings.is_empty(), "{warnings:?}");
+        // The effective URL's parts; a default port is filled in, a missing query is empty.
+        assert_eq!(render("%{urle.scheme} %{urle.port} %{urle.path} [%{urle.query}]", &v), "https 443 /b []");
+        let (out, warnings) = render_with_warnings("[%{url.nope}]", &v);
+        assert_eq!((out.as_str(), warnings.len()), ("[]", 1));
+    }
+
+    #[test]
+    fn no_connection_is_conn_id_minus_one() {
+        let v = WriteOutVars { conn_id: -1, ..WriteOutVars::default() };
+        assert_eq!(render("%{conn_id} %{proxy_used} %{num_retries}", &v), "-1 0 0");
     }
 
     #[test]

@@ -50,7 +50,8 @@ impl Nginx {
         let conf = format!(
             "daemon off;\nmaster_process off;\npid {p}/nginx.pid;\nerror_log {p}/error.log;\n\
              events {{ worker_connections 64; }}\n\
-             http {{\n  access_log off;\n\
+             http {{\n  log_format conns '$connection $connection_requests $request_uri';\n\
+               access_log {p}/access.log conns;\n\
                client_body_temp_path {p}/tmp/body;\n  proxy_temp_path {p}/tmp/proxy;\n\
                fastcgi_temp_path {p}/tmp/fastcgi;\n  uwsgi_temp_path {p}/tmp/uwsgi;\n  scgi_temp_path {p}/tmp/scgi;\n\
                types {{ text/plain txt; application/octet-stream bin; }}\n\
@@ -164,6 +165,68 @@ fn small_file_over_http_and_https_with_head_and_redirect() {
     assert_eq!(out.stdout, with_count);
     let (code, _, stderr) = parts(&fetch(&["-f", &nginx.http("/missing")]));
     assert_eq!(code, 22, "{stderr}");
+}
+
+/// The access log's lines (`$connection $connection_requests $request_uri`) once it
+/// has `n` of them (nginx writes a line as each request ends; bounded wait).
+fn access_log(nginx: &Nginx, n: usize) -> Vec<(u64, u64, String)> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = std::fs::read_to_string(nginx.dir.path().join("access.log")).unwrap_or_default();
+        let lines: Vec<(u64, u64, String)> = text
+            .lines()
+            .filter_map(|l| {
+                let mut f = l.split(' ');
+                Some((f.next()?.parse().ok()?, f.next()?.parse().ok()?, f.next()?.to_string()))
+            })
+            .collect();
+        if lines.len() >= n || Instant::now() > deadline {
+            return lines;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn interop_two_urls_over_one_kept_alive_connection_to_nginx() {
+    let nginx = Nginx::start();
+    let want = std::fs::read(nginx.www("small.txt")).unwrap();
+    std::fs::write(nginx.www("other.txt"), "other\n").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
+    let w = "%{num_connects} %{conn_id}\\n";
+    let out = fetch(&["-w", w, &nginx.http("/small.txt"), "-o", a, &nginx.http("/other.txt"), "-o", b]);
+    let (code, stdout, stderr) = parts(&out);
+    assert_eq!((code, stdout.as_str()), (0, "1 0\n0 0\n"), "{stderr}");
+    assert_eq!(std::fs::read(a).unwrap(), want);
+    assert_eq!(std::fs::read_to_string(b).unwrap(), "other\n");
+    // Over TLS too (the gzip-encoded reply is chunked there: --compressed).
+    let out = fetch(&[
+        "--compressed",
+        "--cacert",
+        nginx.ca(),
+        "-w",
+        w,
+        "-o",
+        a,
+        "-o",
+        b,
+        &nginx.https("/small.txt"),
+        &nginx.https("/other.txt"),
+    ]);
+    let (code, stdout, stderr) = parts(&out);
+    assert_eq!((code, stdout.as_str()), (0, "1 0\n0 0\n"), "{stderr}");
+    assert_eq!(std::fs::read(a).unwrap(), want);
+    let log = access_log(&nginx, 4);
+    assert_eq!(log.len(), 4, "{log:?}");
+    // nginx numbers its connections and the requests on each: one connection per
+    // command, its second request the second URL.
+    assert_eq!((log[0].0, log[0].1, log[0].2.as_str()), (log[1].0, 1, "/small.txt"), "{log:?}");
+    assert_eq!((log[1].1, log[1].2.as_str()), (2, "/other.txt"), "{log:?}");
+    assert_eq!((log[2].0, log[2].1), (log[3].0, 1), "{log:?}");
+    assert_eq!((log[3].1, log[3].2.as_str()), (2, "/other.txt"), "{log:?}");
+    assert_ne!(log[0].0, log[2].0);
 }
 
 #[test]

@@ -5,6 +5,7 @@ mod curl_compat;
 mod errors;
 #[cfg(feature = "interop")]
 mod interop;
+mod multi;
 mod output;
 mod proxy;
 mod redirects;

@@ -73,7 +73,8 @@ fn trace_is_curls_layout_with_header_and_data_apart() {
     assert!(first.starts_with(&connected), "{first}");
     let want = curl_hex("=> Send header", &request)
         + &curl_hex("<= Recv header", HEAD)
-        + &curl_hex("<= Recv data", b"hello world");
+        + &curl_hex("<= Recv data", b"hello world")
+        + "== Info: Connection #0 to host 127.0.0.1 left intact\n";
     assert_eq!(rest, want);
 }
 
@@ -102,7 +103,8 @@ fn chunked_body_is_data_with_its_framing_and_ascii_layout_works() {
         [
             bytes("=> Send header", &request),
             bytes("<= Recv header", &body[0][..head_len]),
-            bytes("<= Recv data", &data)
+            bytes("<= Recv data", &data),
+            Event::Info("Connection #0 to host 127.0.0.1 left intact".into()),
         ]
     );
     // --trace-ascii to stdout, after the body.
@@ -132,10 +134,13 @@ fn every_redirect_hop_is_traced_with_its_connection() {
     let events = parse_trace(&std::fs::read_to_string(&path).unwrap());
     let infos: Vec<&String> =
         events.iter().filter_map(|e| if let Event::Info(i) = e { Some(i) } else { None }).collect();
-    assert_eq!(infos.len(), 3, "{infos:?}");
+    assert_eq!(infos.len(), 5, "{infos:?}");
     assert!(infos[0].starts_with(&format!("Connected to 127.0.0.1 ({}) from 127.0.0.1:", first.addr)));
-    assert_eq!(*infos[1], format!("Issue another request to this URL: '{}'", target.url("/end")));
-    assert!(infos[2].starts_with(&format!("Connected to 127.0.0.1 ({}) from 127.0.0.1:", target.addr)));
+    // The redirect's empty body is complete: its connection is kept, as curl says.
+    assert_eq!(*infos[1], "Connection #0 to host 127.0.0.1 left intact");
+    assert_eq!(*infos[2], format!("Issue another request to this URL: '{}'", target.url("/end")));
+    assert!(infos[3].starts_with(&format!("Connected to 127.0.0.1 ({}) from 127.0.0.1:", target.addr)));
+    assert_eq!(*infos[4], "Connection #1 to host 127.0.0.1 left intact");
     let recv_heads: Vec<&Vec<u8>> = events
         .iter()
         .filter_map(|e| match e {
