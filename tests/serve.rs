@@ -694,6 +694,8 @@ fn socket_activation_serves_the_inherited_listener_and_notifies_ready() {
 mod deploy;
 #[cfg(feature = "interop")]
 mod haproxy;
+#[cfg(feature = "interop")]
+mod nginx;
 mod restart;
 mod tls;
 #[cfg(feature = "interop")]
