@@ -91,10 +91,8 @@ fn interop_nginx_stream_proxy_protocol_v1_carries_the_client_to_serve() {
     // A second route to a bare socket shows what nginx sends: a v1 text header.
     let raw = TcpListener::bind("127.0.0.1:0").unwrap();
     let (front, raw_front) = (free_port(), free_port());
-    let _nginx = Nginx::start(&[
-        (front, server.addr.to_string()),
-        (raw_front, raw.local_addr().unwrap().to_string()),
-    ]);
+    let _nginx =
+        Nginx::start(&[(front, server.addr.to_string()), (raw_front, raw.local_addr().unwrap().to_string())]);
 
     // The readiness probes connected and closed; nginx may have opened the
     // upstream for them (a log line with a loopback client and no line).
