@@ -402,3 +402,49 @@ fn tls_min_and_alpn_are_enforced_in_the_handshake() {
     let line = p.wait_log(|v| v["message"] == "closed" && v["level"] == "WARN");
     assert!(line["reason"].as_str().is_some_and(|r| r.starts_with("tls: ")), "{line}");
 }
+
+#[test]
+fn socket_activated_listeners_serve_tls_where_tls_listen_names_their_address() {
+    let pki = Pki::new("activation CA");
+    // Two inherited listeners, as systemd passes them (fds 3 and 4); the
+    // second's address is given to --tls-listen, which python learns first.
+    let script = "import os, socket, sys\n\
+                  a = socket.socket(); a.bind(('127.0.0.1', 0)); a.listen(16)\n\
+                  b = socket.socket(); b.bind(('127.0.0.1', 0)); b.listen(16)\n\
+                  os.dup2(a.fileno(), 3); os.dup2(b.fileno(), 4)\n\
+                  os.set_inheritable(3, True); os.set_inheritable(4, True)\n\
+                  os.environ['LISTEN_FDS'] = '2'; os.environ['LISTEN_PID'] = str(os.getpid())\n\
+                  tls = '127.0.0.1:%d' % b.getsockname()[1] if sys.argv[2] == 'right' else '127.0.0.1:1'\n\
+                  os.execv(sys.argv[1], [sys.argv[1], 'serve', '--log-format', 'json', '--tls-listen', tls] + sys.argv[3:])\n";
+    let start = |first: &str| {
+        let mut args = vec![first.to_string()];
+        args.extend(pki.server_args());
+        std::process::Command::new("python3")
+            .args(["-c", script])
+            .arg(crate::util::tcpkit_bin())
+            .args(&args)
+            .env_remove("RUST_LOG")
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3")
+    };
+    let mut p = Proc::from_child(start("right"));
+    let plain = p.addr;
+    let tls_addr = listening(&mut p, true);
+    let mut s = TcpStream::connect(plain).unwrap();
+    s.set_read_timeout(Some(LIMIT)).unwrap();
+    s.write_all(b"plain\nexit\n").unwrap();
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).unwrap();
+    assert_eq!(got, b"Welcome!\nHello, plain!\n");
+    let mut tls = connect(tls_addr, client_config(&pki, false)).expect("handshake");
+    tls.write_all(b"tls\n").unwrap();
+    assert_eq!(read_exact(&mut tls, 21), b"Welcome!\nHello, tls!\n");
+
+    // An address that names no inherited listener: refused at start.
+    let out = start("wrong").wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("--tls-listen 127.0.0.1:1: no socket-activated listener"), "{err}");
+}
