@@ -665,21 +665,27 @@ fn metrics_scraped_during_a_bench_run_match_its_report() {
     // reply count. "abc\n" in; "Hello, abc!\n" out, after "Welcome!\n".
     let (line_in, reply_out, greeting) = (4, 12, 9);
     let bench = bench_json(p.addr, &["-c", "4", "-d", "2", "-m", "abc"]);
-    // Mid-run: every bench connection is open (lines and bytes are added
-    // when a connection closes, so they are checked after the run).
+    // Mid-run: every bench connection is open, and the lines and bytes
+    // served so far are counted already (not only at each close).
     let deadline = std::time::Instant::now() + LIMIT;
-    loop {
+    let mid = loop {
         let text = scrape();
-        if sample(&text, "tcpkit_connections_open") == Some(4) {
+        if sample(&text, "tcpkit_connections_open") == Some(4)
+            && sample(&text, "tcpkit_lines_total") > Some(0)
+        {
             assert_eq!(sample(&text, "tcpkit_connections_accepted_total"), Some(4), "{text}");
-            break;
+            break text;
         }
-        assert!(std::time::Instant::now() < deadline, "never 4 open: {text}");
+        assert!(std::time::Instant::now() < deadline, "never 4 open with lines answered: {text}");
         std::thread::sleep(Duration::from_millis(50));
-    }
+    };
+    let mid_lines = sample(&mid, "tcpkit_lines_total").unwrap_or(0);
+    // A line is counted once its bytes are in: received >= 4 per line counted.
+    assert!(sample(&mid, "tcpkit_received_bytes_total") >= Some(line_in * mid_lines), "{mid}");
     let report = bench_report(bench);
     let verified = report["verified_total"].as_u64().expect("verified_total");
     assert_eq!((report["errors"].as_u64(), report["established"].as_u64()), (Some(0), Some(4)), "{report}");
+    assert!(mid_lines < verified, "scraped mid-run: {mid_lines} of {verified} lines");
     // Once the server has logged every close, the counters equal the report's.
     for _ in 0..4 {
         let _ = p.wait_log(|v| v["message"] == "closed");

@@ -71,11 +71,11 @@ impl Shared {
         tracer: Option<Tracer>,
     ) -> Self {
         Shared {
+            metrics: conn.metrics.clone(),
             conn,
             proxy,
             tls,
             tracer,
-            metrics: Arc::new(Metrics::default()),
             active: AtomicUsize::new(0),
             max_connections,
             shutdown_timeout,

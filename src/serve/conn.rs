@@ -88,6 +88,9 @@ pub struct ConnConfig {
     pub idle_timeout: Option<Duration>,
     /// The server-wide budget for partial lines, shared by every connection.
     pub input_budget: InputBudget,
+    /// Lines and bytes are added to these as they are served (once per
+    /// wake-up that made progress), so a scrape sees long connections move.
+    pub metrics: std::sync::Arc<super::metrics::Metrics>,
 }
 
 /// Why a connection ended.
@@ -195,6 +198,8 @@ struct Conn<'a> {
     lines: u64,
     bytes_in: u64,
     bytes_out: u64,
+    /// Lines, bytes in and bytes out already added to the metrics.
+    reported: (u64, u64, u64),
     last_progress: Instant,
     /// Bytes of the framer's buffer charged to the input budget.
     charged: usize,
@@ -223,6 +228,7 @@ pub async fn serve<S: Stream>(
         lines: 0,
         bytes_in: 0,
         bytes_out: 0,
+        reported: (0, 0, 0),
         last_progress: Instant::now(),
         charged: 0,
     };
@@ -277,6 +283,7 @@ pub async fn serve<S: Stream>(
         }
         if progressed {
             c.last_progress = Instant::now();
+            c.report();
         }
         if !armed {
             armed = true;
@@ -303,6 +310,7 @@ pub async fn serve<S: Stream>(
         Poll::Pending
     })
     .await;
+    c.report();
     let stats = ConnStats { lines: c.lines, bytes_in: c.bytes_in, bytes_out: c.bytes_out, reason };
     drop(c);
     // Boxed: the closing steps are taken once, and keeping their state out of
@@ -312,6 +320,17 @@ pub async fn serve<S: Stream>(
 }
 
 impl Conn<'_> {
+    /// Add what was served since the last report to the metrics.
+    fn report(&mut self) {
+        let (lines, bytes_in, bytes_out) = self.reported;
+        self.config.metrics.progress(
+            self.lines - lines,
+            self.bytes_in - bytes_in,
+            self.bytes_out - bytes_out,
+        );
+        self.reported = (self.lines, self.bytes_in, self.bytes_out);
+    }
+
     /// Move the connection one step: write what is owed, else answer lines kept
     /// after a pause, else read and answer. Ready after any progress.
     fn poll_step<S: Stream>(&mut self, cx: &mut Context<'_>, stream: &mut S) -> Poll<io::Result<()>> {
@@ -555,6 +574,7 @@ mod tests {
             max_line,
             idle_timeout: idle,
             input_budget: InputBudget::new(budget),
+            metrics: Default::default(),
         })
     }
 

@@ -354,6 +354,7 @@ impl Server {
                 max_line: config.max_line,
                 idle_timeout: config.idle_timeout.map(|d| d.min(MAX_TIMEOUT)),
                 input_budget: InputBudget::new(config.input_budget),
+                metrics: Arc::new(metrics::Metrics::default()),
             },
             capacity.max_connections,
             config.shutdown_timeout.min(MAX_TIMEOUT),
