@@ -382,8 +382,8 @@ impl Server {
         Ok(())
     }
 
-    /// The addresses actually bound (port 0 resolved): the plain listeners
-    /// first, in the order given, then the TLS-only ones.
+    /// The addresses actually bound (port 0 resolved): `listen` in order,
+    /// then `tls_listen` (inherited listeners: in the order passed).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.listeners.iter().filter_map(|l| l.socket.local_addr().ok()).collect()
     }
