@@ -659,6 +659,105 @@ fn metrics_are_scraped_in_prometheus_text() {
     assert!(http_get(&metrics, "/other").starts_with("HTTP/1.1 404"));
 }
 
+/// The value of the sample `name` (with its labels, if any) in a scrape.
+fn sample(text: &str, name: &str) -> Option<u64> {
+    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// `tcpkit bench ARGS --json` against `addr` as a child process, stdout piped.
+fn bench_json(addr: SocketAddr, args: &[&str]) -> std::process::Child {
+    tcpkit()
+        .args(["bench", &addr.to_string(), "--json"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run tcpkit bench")
+}
+
+fn bench_report(child: std::process::Child) -> serde_json::Value {
+    let out = child.wait_with_output().expect("bench ends");
+    assert!(out.status.success(), "{out:?}");
+    serde_json::from_slice(&out.stdout).expect("bench --json")
+}
+
+#[test]
+fn metrics_scraped_during_a_bench_run_match_its_report() {
+    let mut p = Proc::start(&["--metrics", "127.0.0.1:0", "--threads", "2"]);
+    let metrics = p.wait_log(|v| v["message"] == "metrics")["addr"].as_str().unwrap().to_string();
+    let scrape = || {
+        let text = http_get(&metrics, "/metrics");
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+        text
+    };
+    // One line, the same on every request: the byte counts follow from the
+    // reply count. "abc\n" in; "Hello, abc!\n" out, after "Welcome!\n".
+    let (line_in, reply_out, greeting) = (4, 12, 9);
+    let bench = bench_json(p.addr, &["-c", "4", "-d", "2", "-m", "abc"]);
+    // Mid-run: every bench connection is open, and the lines and bytes
+    // served so far are counted already (not only at each close).
+    let deadline = std::time::Instant::now() + LIMIT;
+    let mid = loop {
+        let text = scrape();
+        if sample(&text, "tcpkit_connections_open") == Some(4)
+            && sample(&text, "tcpkit_lines_total") > Some(0)
+        {
+            assert_eq!(sample(&text, "tcpkit_connections_accepted_total"), Some(4), "{text}");
+            break text;
+        }
+        assert!(std::time::Instant::now() < deadline, "never 4 open with lines answered: {text}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mid_lines = sample(&mid, "tcpkit_lines_total").unwrap_or(0);
+    // A line is counted once its bytes are in: received >= 4 per line counted.
+    assert!(sample(&mid, "tcpkit_received_bytes_total") >= Some(line_in * mid_lines), "{mid}");
+    let report = bench_report(bench);
+    let verified = report["verified_total"].as_u64().expect("verified_total");
+    assert_eq!((report["errors"].as_u64(), report["established"].as_u64()), (Some(0), Some(4)), "{report}");
+    assert!(mid_lines < verified, "scraped mid-run: {mid_lines} of {verified} lines");
+    // Once the server has logged every close, the counters equal the report's.
+    for _ in 0..4 {
+        let _ = p.wait_log(|v| v["message"] == "closed");
+    }
+    let text = scrape();
+    let want = [
+        ("tcpkit_connections_open", 0),
+        ("tcpkit_connections_accepted_total", 4),
+        ("tcpkit_connections_closed_total{reason=\"eof\"}", 4),
+        ("tcpkit_lines_total", verified),
+        ("tcpkit_received_bytes_total", line_in * verified),
+        ("tcpkit_sent_bytes_total", 4 * greeting + reply_out * verified),
+        ("tcpkit_connection_duration_seconds_count", 4),
+        ("tcpkit_busy_refusals_total", 0),
+        ("tcpkit_proxy_header_errors_total", 0),
+    ];
+    for (name, value) in want {
+        assert_eq!(sample(&text, name), Some(value), "{name} after {report}:\n{text}");
+    }
+
+    // Sessions: each one connection, one line and the quit word ("exit\n").
+    let report = bench_report(bench_json(p.addr, &["-w", "churn", "-c", "2", "-n", "30", "-m", "abc"]));
+    let sessions = report["verified_total"].as_u64().expect("verified_total");
+    assert_eq!((sessions, report["errors"].as_u64()), (30, Some(0)), "{report}");
+    for _ in 0..30 {
+        let _ = p.wait_log(|v| v["message"] == "closed" && v["reason"] == "quit");
+    }
+    let text = scrape();
+    let want = [
+        ("tcpkit_connections_open", 0),
+        ("tcpkit_connections_accepted_total", 4 + sessions),
+        ("tcpkit_connections_closed_total{reason=\"eof\"}", 4),
+        ("tcpkit_connections_closed_total{reason=\"quit\"}", sessions),
+        ("tcpkit_lines_total", verified + sessions),
+        ("tcpkit_received_bytes_total", line_in * verified + (line_in + 5) * sessions),
+        ("tcpkit_sent_bytes_total", 4 * greeting + reply_out * verified + (greeting + reply_out) * sessions),
+        ("tcpkit_connection_duration_seconds_count", 4 + sessions),
+    ];
+    for (name, value) in want {
+        assert_eq!(sample(&text, name), Some(value), "{name} after {report}:\n{text}");
+    }
+}
+
 #[test]
 fn reuse_port_lets_a_second_server_share_the_port_and_take_over() {
     let mut first = Proc::start(&["--reuse-port"]);
@@ -723,6 +822,8 @@ fn socket_activation_serves_the_inherited_listener_and_notifies_ready() {
 mod deploy;
 #[cfg(feature = "interop")]
 mod haproxy;
+#[cfg(feature = "interop")]
+mod nginx;
 mod restart;
 mod tls;
 #[cfg(feature = "interop")]

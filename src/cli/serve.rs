@@ -25,8 +25,17 @@ use crate::serve::{self, Config, Server, protocol::Protocol};
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Address to listen on; repeat for several (e.g. `--listen [::]:9999`).
-    #[arg(short, long = "listen", value_name = "ADDR", default_value = serve::DEFAULT_LISTEN)]
+    /// Plain TCP, or TLS with --tls-cert unless --tls-listen is given.
+    /// Default, when neither --listen nor --tls-listen is given: 127.0.0.1:9999.
+    #[arg(short, long = "listen", value_name = "ADDR")]
     pub listen: Vec<SocketAddr>,
+
+    /// Address to serve TLS on (needs --tls-cert); repeat for several. When
+    /// given, only these serve TLS and the --listen addresses stay plain, so
+    /// one server has both. Under socket activation: the inherited listeners
+    /// bound to these addresses serve TLS, the others plain.
+    #[arg(long = "tls-listen", value_name = "ADDR", requires = "tls_cert")]
+    pub tls_listen: Vec<SocketAddr>,
 
     /// Accept-queue length per listener. Tokio's default of 128 overflows under a
     /// burst of clients, and each dropped SYN costs its client a 1 s retry.
@@ -112,8 +121,8 @@ pub struct ServeArgs {
     #[arg(long)]
     pub reuse_port: bool,
 
-    /// Serve TLS on every listener with this PEM certificate chain (needs
-    /// --tls-key). Re-read, with the key, on SIGHUP: new handshakes get the
+    /// Serve TLS with this PEM certificate chain (needs --tls-key): on every
+    /// listener, or on the --tls-listen ones only when there are any. Re-read, with the key, on SIGHUP: new handshakes get the
     /// new pair, established connections continue.
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -126,6 +135,16 @@ pub struct ServeArgs {
     /// a client without one, or with another, fails the handshake.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_client_ca: Option<PathBuf>,
+
+    /// The lowest TLS version accepted: 1.2 or 1.3.
+    #[arg(long, value_name = "VERSION", default_value = "1.2", requires = "tls_cert")]
+    pub tls_min: crate::net::tls::TlsVersion,
+
+    /// An ALPN protocol the server accepts (repeat for several, in order of
+    /// preference). A client offering only others fails the handshake
+    /// (`no_application_protocol`); one offering none is served. Default: no ALPN.
+    #[arg(long, value_name = "PROTO", requires = "tls_cert")]
+    pub tls_alpn: Vec<String>,
 
     /// Close a client that has not finished the TLS handshake after this long.
     /// Seconds, or with a unit: 500ms, 2m.
@@ -162,7 +181,13 @@ impl ServeArgs {
     /// The server configuration the flags ask for.
     pub fn config(&self) -> Config {
         Config {
-            listen: self.listen.clone(),
+            listen: if self.listen.is_empty() && self.tls_listen.is_empty() {
+                // The flag's default: it applies only when no listener is given.
+                serve::DEFAULT_LISTEN.parse().into_iter().collect()
+            } else {
+                self.listen.clone()
+            },
+            tls_listen: self.tls_listen.clone(),
             backlog: self.backlog,
             protocol: Protocol::new(&self.greeting, &self.reply, &self.quit),
             max_line: self.max_line,
@@ -180,7 +205,8 @@ impl ServeArgs {
                     cert: cert.clone(),
                     key: key.clone(),
                     client_ca: self.tls_client_ca.clone(),
-                    ..Default::default()
+                    alpn: self.tls_alpn.clone(),
+                    min_version: self.tls_min,
                 }
             }),
             tls_handshake_timeout: self.tls_handshake_timeout,
@@ -240,8 +266,8 @@ fn run(args: ServeArgs) -> Result<(), Failure> {
                 }
             }
         }
-        for addr in server.local_addrs() {
-            info!(%addr, activated, "listening");
+        for (addr, tls) in server.listeners() {
+            info!(%addr, tls, activated, "listening");
         }
         if let Some(addr) = server.metrics_addr() {
             info!(%addr, "metrics");
@@ -338,7 +364,8 @@ mod tests {
     #[test]
     fn defaults_match_the_tutorial() {
         let a = serve(&[]);
-        assert_eq!(a.listen, vec!["127.0.0.1:9999".parse().unwrap()]);
+        assert_eq!(a.config().listen, vec!["127.0.0.1:9999".parse().unwrap()]);
+        assert!(a.config().tls_listen.is_empty() && a.config().tls.is_none());
         assert_eq!(a.greeting, "Welcome!");
         assert_eq!(a.reply, "Hello, {}!");
         assert_eq!(a.quit, "exit");
@@ -360,6 +387,46 @@ mod tests {
         let a = serve(&["--listen", "[::]:7000", "--listen", "127.0.0.1:7001"]);
         assert_eq!(a.listen.len(), 2);
         assert!(a.listen[0].is_ipv6());
+    }
+
+    #[test]
+    fn tls_listen_alone_drops_the_default_plain_listener() {
+        let a = serve(&["--tls-cert", "c.pem", "--tls-key", "k.pem", "--tls-listen", "127.0.0.1:9443"]);
+        let c = a.config();
+        assert_eq!((c.listen.len(), c.tls_listen.len()), (0, 1));
+        let a = serve(&["--tls-cert", "c", "--tls-key", "k", "--tls-listen", "[::1]:1", "-l", "[::1]:2"]);
+        assert_eq!((a.config().listen.len(), a.config().tls_listen.len()), (1, 1));
+    }
+
+    #[test]
+    fn tls_flags_need_a_certificate() {
+        for flags in [&["--tls-listen", "127.0.0.1:9443"][..], &["--tls-min", "1.3"], &["--tls-alpn", "x"]] {
+            let mut argv = vec!["tcpkit", "serve"];
+            argv.extend_from_slice(flags);
+            let err = Cli::try_parse_from(argv).expect_err("refused").to_string();
+            assert!(err.contains("--tls-cert"), "{flags:?}: {err}");
+        }
+        let a = serve(&[
+            "--tls-cert",
+            "c",
+            "--tls-key",
+            "k",
+            "--tls-min",
+            "1.3",
+            "--tls-alpn",
+            "a",
+            "--tls-alpn",
+            "b",
+        ]);
+        let tls = a.config().tls.expect("tls");
+        assert_eq!(
+            (tls.min_version, tls.alpn),
+            (crate::net::tls::TlsVersion::Tls13, vec!["a".into(), "b".into()])
+        );
+        assert!(
+            Cli::try_parse_from(["tcpkit", "serve", "--tls-cert", "c", "--tls-key", "k", "--tls-min", "1.1"])
+                .is_err()
+        );
     }
 
     #[test]

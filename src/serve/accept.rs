@@ -50,7 +50,7 @@ pub(super) struct Shared {
     backlog: u32,
     /// Peers trusted to send a PROXY header, when one is expected.
     proxy: Option<Vec<Cidr>>,
-    /// TLS on every connection, after the PROXY header.
+    /// TLS, after the PROXY header, on the listeners that serve it.
     tls: Option<TlsAccept>,
     /// `--trace DIR`: a trace per connection.
     tracer: Option<Tracer>,
@@ -71,11 +71,11 @@ impl Shared {
         tracer: Option<Tracer>,
     ) -> Self {
         Shared {
+            metrics: conn.metrics.clone(),
             conn,
             proxy,
             tls,
             tracer,
-            metrics: Arc::new(Metrics::default()),
             active: AtomicUsize::new(0),
             max_connections,
             shutdown_timeout,
@@ -120,17 +120,19 @@ pub(super) fn worker_runtime() -> std::io::Result<tokio::runtime::Runtime> {
 /// One worker: accept on every listener until shutdown, then wait for this
 /// worker's connections, cutting them at the deadline.
 pub(super) async fn worker(
-    listeners: Vec<std::net::TcpListener>,
+    listeners: Vec<super::Listener>,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
     let tracker = TaskTracker::new();
     let hard_stop = CancellationToken::new();
     for listener in listeners {
-        let listener = TcpListener::from_std(listener).map_err(ServeError::Start)?;
+        let tls = listener.tls && shared.tls.is_some();
+        let listener = TcpListener::from_std(listener.socket).map_err(ServeError::Start)?;
         let local = listener.local_addr().ok().filter(|a| !a.ip().is_unspecified());
         let ctx = AcceptCtx {
             local,
+            tls,
             shared: shared.clone(),
             shutdown: shutdown.clone(),
             hard_stop: hard_stop.clone(),
@@ -153,6 +155,8 @@ pub(super) async fn worker(
 struct AcceptCtx {
     /// The listener's address when it is not a wildcard one.
     local: Option<SocketAddr>,
+    /// Connections on this listener speak TLS (after any PROXY header).
+    tls: bool,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
     hard_stop: CancellationToken,
@@ -236,7 +240,7 @@ fn admit(stream: TcpStream, peer: SocketAddr, ctx: &AcceptCtx) {
         // The socket is new and its send buffer empty: the line goes out at once.
         // Over TLS nothing is sent: plaintext would only be a garbled record
         // to the client, and a handshake is the CPU an overloaded server lacks.
-        let sent = if shared.tls.is_some() { 0 } else { stream.try_write(protocol::BUSY).unwrap_or(0) };
+        let sent = if ctx.tls { 0 } else { stream.try_write(protocol::BUSY).unwrap_or(0) };
         let _ = socket2::SockRef::from(&stream).shutdown(std::net::Shutdown::Write);
         let stats = ConnStats { lines: 0, bytes_in: 0, bytes_out: sent as u64, reason: CloseReason::Busy };
         log_close(local, peer, None, start, &stats);
@@ -245,6 +249,7 @@ fn admit(stream: TcpStream, peer: SocketAddr, ctx: &AcceptCtx) {
     // Replies are written whole per read; Nagle would only delay them.
     let _ = stream.set_nodelay(true);
     let shared = shared.clone();
+    let tls = ctx.tls;
     let (shutdown, hard_stop) = (ctx.shutdown.clone(), ctx.hard_stop.clone());
     ctx.tracker.spawn(async move {
         let guard = ActiveGuard(&shared.active);
@@ -271,7 +276,7 @@ fn admit(stream: TcpStream, peer: SocketAddr, ctx: &AcceptCtx) {
         }
         // Opened after the PROXY header: the trace holds the conversation only.
         let trace = shared.tracer.as_ref().and_then(|t| t.open(local, peer));
-        let stats = match &shared.tls {
+        let stats = match shared.tls.as_ref().filter(|_| tls) {
             None => serve_traced(stream, trace, &shared.conn, &shutdown, &hard_stop).await,
             Some(tls) => match handshake(tls, stream, &hard_stop).await {
                 Ok(stream) => serve_traced(stream, trace, &shared.conn, &shutdown, &hard_stop).await,

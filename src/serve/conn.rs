@@ -97,6 +97,9 @@ pub struct ConnConfig {
     /// Bound on that draining, from the signal, for a connection that never
     /// goes quiet (the server sets it below its shutdown timeout).
     pub drain_max: Duration,
+    /// Lines and bytes are added to these as they are served (once per
+    /// wake-up that made progress), so a scrape sees long connections move.
+    pub metrics: std::sync::Arc<super::metrics::Metrics>,
 }
 
 /// Why a connection ended.
@@ -204,6 +207,8 @@ struct Conn<'a> {
     lines: u64,
     bytes_in: u64,
     bytes_out: u64,
+    /// Lines, bytes in and bytes out already added to the metrics.
+    reported: (u64, u64, u64),
     last_progress: Instant,
     /// Bytes of the framer's buffer charged to the input budget.
     charged: usize,
@@ -232,6 +237,7 @@ pub async fn serve<S: Stream>(
         lines: 0,
         bytes_in: 0,
         bytes_out: 0,
+        reported: (0, 0, 0),
         last_progress: Instant::now(),
         charged: 0,
     };
@@ -289,6 +295,7 @@ pub async fn serve<S: Stream>(
         }
         if progressed {
             c.last_progress = Instant::now();
+            c.report();
         }
         if c.budget.is_none()
             && let Some((since, timer)) = &mut drain
@@ -325,6 +332,7 @@ pub async fn serve<S: Stream>(
         Poll::Pending
     })
     .await;
+    c.report();
     let stats = ConnStats { lines: c.lines, bytes_in: c.bytes_in, bytes_out: c.bytes_out, reason };
     drop(c);
     // Boxed: the closing steps are taken once, and keeping their state out of
@@ -334,6 +342,17 @@ pub async fn serve<S: Stream>(
 }
 
 impl Conn<'_> {
+    /// Add what was served since the last report to the metrics.
+    fn report(&mut self) {
+        let (lines, bytes_in, bytes_out) = self.reported;
+        self.config.metrics.progress(
+            self.lines - lines,
+            self.bytes_in - bytes_in,
+            self.bytes_out - bytes_out,
+        );
+        self.reported = (self.lines, self.bytes_in, self.bytes_out);
+    }
+
     /// Move the connection one step: write what is owed, else answer lines kept
     /// after a pause, else read and answer. Ready after any progress.
     fn poll_step<S: Stream>(&mut self, cx: &mut Context<'_>, stream: &mut S) -> Poll<io::Result<()>> {
@@ -604,6 +623,7 @@ mod tests {
             input_budget: InputBudget::new(budget),
             drain_idle: Duration::ZERO,
             drain_max: Duration::ZERO,
+            metrics: Default::default(),
         })
     }
 
@@ -615,6 +635,7 @@ mod tests {
             input_budget: InputBudget::new(usize::MAX),
             drain_idle: idle,
             drain_max: max,
+            metrics: Default::default(),
         })
     }
 

@@ -1,5 +1,5 @@
 //! Prometheus metrics of a server (`--metrics ADDR`): counters kept always
-//! (a few atomics per connection), served as Prometheus text at `/metrics`
+//! (a few atomics per connection and per wake-up that served bytes), served as Prometheus text at `/metrics`
 //! only when an address is given. Names follow Prometheus conventions
 //! (`tcpkit_` prefix, `_total` counters, base units).
 //!
@@ -45,6 +45,12 @@ pub struct Metrics {
     bytes_out: Counter,
     proxy_errors: Counter,
     duration: Histogram,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
 }
 
 impl Default for Metrics {
@@ -93,16 +99,24 @@ impl Metrics {
         self.closed.get_or_create(&Reason { reason: "busy" }).inc();
     }
 
-    /// A served connection closed.
+    /// A connection answered `lines` and moved these bytes since it last
+    /// said (called as it is served, not only at its close).
+    pub fn progress(&self, lines: u64, bytes_in: u64, bytes_out: u64) {
+        for (counter, n) in [(&self.lines, lines), (&self.bytes_in, bytes_in), (&self.bytes_out, bytes_out)] {
+            if n > 0 {
+                counter.inc_by(n);
+            }
+        }
+    }
+
+    /// A served connection closed (its lines and bytes were counted by
+    /// [`Metrics::progress`] as they happened).
     pub fn closed(&self, stats: &ConnStats, duration: Duration) {
         self.open.dec();
         if matches!(stats.reason, CloseReason::ProxyHeader(_)) {
             self.proxy_errors.inc();
         }
         self.closed.get_or_create(&Reason { reason: stats.reason.label() }).inc();
-        self.lines.inc_by(stats.lines);
-        self.bytes_in.inc_by(stats.bytes_in);
-        self.bytes_out.inc_by(stats.bytes_out);
         self.duration.observe(duration.as_secs_f64());
     }
 
@@ -174,6 +188,8 @@ mod tests {
         let m = Metrics::default();
         m.opened();
         let stats = ConnStats { lines: 3, bytes_in: 25, bytes_out: 53, reason: CloseReason::Quit };
+        m.progress(2, 20, 0);
+        m.progress(1, 5, 53);
         m.closed(&stats, Duration::from_millis(2));
         m.refused_busy();
         let text = m.encode();

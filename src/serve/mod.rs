@@ -111,8 +111,14 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 /// Everything a server is told at start.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Addresses to listen on.
+    /// Addresses to listen on: plain TCP, or TLS when `tls` is set and
+    /// `tls_listen` is empty.
     pub listen: Vec<SocketAddr>,
+    /// Addresses to serve TLS on (needs `tls`). When not empty, TLS is served
+    /// on these only and the `listen` addresses stay plain: one server with
+    /// both. Under socket activation ([`Server::with_listeners`]) the
+    /// inherited listeners bound to these addresses serve TLS, the others plain.
+    pub tls_listen: Vec<SocketAddr>,
     /// Accept-queue length per listener.
     pub backlog: u32,
     /// Greeting, reply template, quit word.
@@ -144,8 +150,8 @@ pub struct Config {
     pub metrics: Option<SocketAddr>,
     /// Set `SO_REUSEPORT` on the listeners, so several servers share a port.
     pub reuse_port: bool,
-    /// TLS on every listener (after the PROXY header, when one is expected);
-    /// `None`: plain TCP.
+    /// TLS on every listener, or on the `tls_listen` ones only when there are
+    /// any (after the PROXY header, when one is expected); `None`: plain TCP.
     pub tls: Option<crate::net::tls::ServerSettings>,
     /// Bound on one TLS handshake (capped at [`MAX_TIMEOUT`]); a client that
     /// has not finished it by then is closed.
@@ -162,6 +168,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
+            tls_listen: Vec::new(),
             backlog: DEFAULT_BACKLOG,
             protocol: Protocol::new(DEFAULT_GREETING, DEFAULT_REPLY, DEFAULT_QUIT),
             max_line: DEFAULT_MAX_LINE,
@@ -213,6 +220,15 @@ pub enum ServeError {
         /// The bound.
         max_reply: usize,
     },
+    /// TLS listeners were asked for without a certificate.
+    #[error("--tls-listen needs --tls-cert and --tls-key")]
+    TlsListenWithoutCert,
+    /// One address asked to be both plain and TLS.
+    #[error("{0} is both in --listen and in --tls-listen: a listener is plain or TLS")]
+    PlainAndTls(SocketAddr),
+    /// Under socket activation, a TLS address names no inherited listener.
+    #[error("--tls-listen {0}: no socket-activated listener has this address (the inherited ones: {1})")]
+    TlsListenNotInherited(SocketAddr, String),
     /// The TLS certificate, key or client CA could not be used.
     #[error("tls: {0}")]
     Tls(#[from] crate::net::tls::TlsError),
@@ -237,7 +253,7 @@ pub enum ServeError {
 
 /// A bound server, not yet running.
 pub struct Server {
-    listeners: Vec<std::net::TcpListener>,
+    listeners: Vec<Listener>,
     /// A runtime and listener handles per extra worker thread, made before any
     /// client arrives: once clients arrive, descriptors may run out (EMFILE)
     /// and a worker must not fail to start because of it.
@@ -255,25 +271,64 @@ impl Server {
     /// raise the open-file limit to its hard limit and derive the connection
     /// limit from what is left once everything exists (see [`limits`]).
     pub fn bind(config: &Config) -> Result<Server, ServeError> {
-        if config.listen.is_empty() {
+        if config.listen.is_empty() && config.tls_listen.is_empty() {
             return Err(ServeError::NoAddress);
         }
+        Server::check_tls_listen(config)?;
+        if let Some(addr) = config.tls_listen.iter().find(|a| a.port() != 0 && config.listen.contains(a)) {
+            return Err(ServeError::PlainAndTls(*addr));
+        }
         Server::check_reply(config)?;
-        let listeners = config
-            .listen
-            .iter()
-            .map(|addr| bind_listener_shared(*addr, config.backlog, config.reuse_port))
-            .collect::<Result<Vec<_>, _>>()?;
-        Server::with_listeners(config, listeners)
+        // Plain unless TLS is on every listener; then the TLS-only ones.
+        let all_tls = config.tls.is_some() && config.tls_listen.is_empty();
+        let wanted =
+            config.listen.iter().map(|a| (a, all_tls)).chain(config.tls_listen.iter().map(|a| (a, true)));
+        let listeners = wanted
+            .map(|(addr, tls)| {
+                let socket = bind_listener_shared(*addr, config.backlog, config.reuse_port)?;
+                Ok(Listener { socket, tls })
+            })
+            .collect::<Result<Vec<_>, ServeError>>()?;
+        Server::start(config, listeners)
     }
 
     /// As [`Server::bind`], but on listeners made elsewhere (handed over by
     /// systemd socket activation, say) instead of `config.listen`. They must be
-    /// listening already; they are made non-blocking here.
+    /// listening already; they are made non-blocking here. With `tls` set, a
+    /// listener serves TLS when `tls_listen` is empty or names its address
+    /// (each address there must name one of them), plain otherwise.
     pub fn with_listeners(
         config: &Config,
         listeners: Vec<std::net::TcpListener>,
     ) -> Result<Server, ServeError> {
+        Server::check_tls_listen(config)?;
+        let addrs: Vec<Option<SocketAddr>> = listeners.iter().map(|l| l.local_addr().ok()).collect();
+        if let Some(missing) = config.tls_listen.iter().find(|a| !addrs.contains(&Some(**a))) {
+            let inherited: Vec<String> = addrs.iter().flatten().map(ToString::to_string).collect();
+            return Err(ServeError::TlsListenNotInherited(*missing, inherited.join(", ")));
+        }
+        let listeners = listeners
+            .into_iter()
+            .zip(addrs)
+            .map(|(socket, addr)| {
+                let tls = config.tls.is_some()
+                    && (config.tls_listen.is_empty() || addr.is_some_and(|a| config.tls_listen.contains(&a)));
+                Listener { socket, tls }
+            })
+            .collect();
+        Server::start(config, listeners)
+    }
+
+    /// `tls_listen` needs a certificate.
+    fn check_tls_listen(config: &Config) -> Result<(), ServeError> {
+        if !config.tls_listen.is_empty() && config.tls.is_none() {
+            return Err(ServeError::TlsListenWithoutCert);
+        }
+        Ok(())
+    }
+
+    /// The rest of [`Server::bind`] once the listeners exist.
+    fn start(config: &Config, listeners: Vec<Listener>) -> Result<Server, ServeError> {
         if listeners.is_empty() {
             return Err(ServeError::NoAddress);
         }
@@ -283,7 +338,7 @@ impl Server {
         let tracer =
             config.trace.as_ref().map(trace::Tracer::start).transpose().map_err(ServeError::Trace)?;
         for l in &listeners {
-            l.set_nonblocking(true).map_err(ServeError::Start)?;
+            l.socket.set_nonblocking(true).map_err(ServeError::Start)?;
         }
         let open_file_limit = crate::net::listen::raise_open_file_limit();
         let metrics = config.metrics.map(metrics::bind).transpose()?;
@@ -294,7 +349,7 @@ impl Server {
         let mut workers = Vec::new();
         for _ in 1..threads {
             let rt = accept::worker_runtime().map_err(ServeError::Start)?;
-            let handles = listeners.iter().map(std::net::TcpListener::try_clone).collect::<Result<_, _>>();
+            let handles = listeners.iter().map(Listener::try_clone).collect::<Result<_, _>>();
             workers.push(Prepared { rt: Some(rt), listeners: handles.map_err(ServeError::Start)? });
         }
         let capacity = Capacity::settle(config, threads, open_file_limit, limits::open_descriptors())?;
@@ -312,6 +367,7 @@ impl Server {
                 // Half the graceful time at most: the other half is for the
                 // replies owed when draining ends.
                 drain_max: config.shutdown_timeout.min(MAX_TIMEOUT) / 2,
+                metrics: Arc::new(metrics::Metrics::default()),
             },
             capacity.max_connections,
             config.shutdown_timeout.min(MAX_TIMEOUT),
@@ -339,9 +395,16 @@ impl Server {
         Ok(())
     }
 
-    /// The addresses actually bound (port 0 resolved).
+    /// The addresses actually bound (port 0 resolved): `listen` in order,
+    /// then `tls_listen` (inherited listeners: in the order passed).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners.iter().filter_map(|l| l.local_addr().ok()).collect()
+        self.listeners.iter().filter_map(|l| l.socket.local_addr().ok()).collect()
+    }
+
+    /// Each listener's address and whether it serves TLS, in the order of
+    /// [`Server::local_addrs`].
+    pub fn listeners(&self) -> Vec<(SocketAddr, bool)> {
+        self.listeners.iter().filter_map(|l| Some((l.socket.local_addr().ok()?, l.tls))).collect()
     }
 
     /// The metrics endpoint's address, if one was asked for.
@@ -413,7 +476,20 @@ impl Server {
 /// One extra worker's runtime and listener handles, made at bind.
 struct Prepared {
     rt: Option<tokio::runtime::Runtime>,
-    listeners: Vec<std::net::TcpListener>,
+    listeners: Vec<Listener>,
+}
+
+/// A listening socket and whether its connections speak TLS.
+struct Listener {
+    socket: std::net::TcpListener,
+    tls: bool,
+}
+
+impl Listener {
+    /// Another handle on the same socket, for a worker thread.
+    fn try_clone(&self) -> std::io::Result<Listener> {
+        Ok(Listener { socket: self.socket.try_clone()?, tls: self.tls })
+    }
 }
 
 impl Drop for Prepared {

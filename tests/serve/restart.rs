@@ -1,34 +1,57 @@
 //! Zero-downtime restart, measured, in a network namespace of its own (where
-//! the test may set `net.ipv4.tcp_migrate_req=1`, as the README tells
-//! operators to): `tcpkit bench -w churn` runs against the port while a new
-//! `serve --reuse-port` starts on it and the old one gets SIGTERM and drains.
+//! the test sets `net.ipv4.tcp_migrate_req=1`, as the README tells operators
+//! to): `tcpkit bench -w churn -c 128` runs against the port while the serving
+//! process is replaced ten times back to back (each time a new `serve
+//! --reuse-port` starts on the port and the old one gets SIGTERM and drains).
+//!
+//! Demanding on purpose: without `tcp_migrate_req` the connections the
+//! kernel has queued or half-opened on a listener as it closes are reset, and
+//! ten closes under 128 churning connections hit that window: with the
+//! sysctl at 0 this test failed (resets, refused connects) in 10 of 11 runs
+//! while it was written, and passed in every run with it at 1 (the drain of
+//! the accept queue at shutdown alone does not save them: the window lies
+//! after the last accept). It is timing, not a proof: a lightly loaded
+//! machine may pass without the sysctl. Sessions in progress on a server at
+//! its signal finish there (`--drain-idle`), so no error at all is allowed:
+//! with `--drain-idle 0` short reads appear.
 use std::process::{Command, Stdio};
 
+/// Bench connections.
+const CONNECTIONS: u64 = 128;
+/// Replacements of the serving process, back to back, during the run.
+const HANDOVERS: u64 = 10;
+
 #[test]
-fn a_restart_with_reuse_port_refuses_and_resets_no_one() {
+fn ten_restarts_with_reuse_port_under_load_refuse_and_reset_no_one() {
     let bin = crate::util::tcpkit_bin();
     let dir = tempfile::tempdir().unwrap();
     let (b, d) = (bin.display(), dir.path().display());
-    // Every wait is bounded: 5 s for a server to listen, the bench 3 s.
+    // Every wait is bounded: 5 s for a server to listen, the bench 7 s, the
+    // whole script 60 s.
     let script = format!(
         r#"set -e
 ip link set lo up
 sysctl -qw net.ipv4.tcp_migrate_req=1
-listening() {{ for i in $(seq 100); do grep -q '"listening"' "$1" && return 0; sleep 0.05; done; return 1; }}
-{b} serve --listen 127.0.0.1:9999 --reuse-port --log-format json --threads 1 2>{d}/old.log &
+test "$(sysctl -n net.ipv4.tcp_migrate_req)" = 1
+listening() {{ for i in $(seq 100); do grep -qs '"listening"' "$1" && return 0; sleep 0.05; done; return 1; }}
+serve() {{ {b} serve --listen 127.0.0.1:9999 --reuse-port --log-format json --threads 1 2>{d}/serve$1.log & }}
+serve 0
 OLD=$!
-listening {d}/old.log
-{b} bench 127.0.0.1:9999 -w churn -c 32 -d 3 --json >{d}/bench.json 2>/dev/null &
+listening {d}/serve0.log
+{b} bench 127.0.0.1:9999 -w churn -c {CONNECTIONS} -d 7 --json >{d}/bench.json 2>/dev/null &
 BENCH=$!
-sleep 1
-{b} serve --listen 127.0.0.1:9999 --reuse-port --log-format json --threads 1 2>{d}/new.log &
-NEW=$!
-listening {d}/new.log
-kill -TERM $OLD
-wait $OLD || {{ echo "old server exit $?" >&2; exit 1; }}
+sleep 0.5
+for k in $(seq {HANDOVERS}); do
+  serve $k
+  NEW=$!
+  listening {d}/serve$k.log
+  kill -TERM $OLD
+  wait $OLD || {{ echo "server $((k - 1)) exit $?" >&2; exit 1; }}
+  OLD=$NEW
+done
 wait $BENCH || true
-kill -TERM $NEW
-wait $NEW
+kill -TERM $OLD
+wait $OLD
 cat {d}/bench.json
 "#
     );
@@ -41,14 +64,16 @@ cat {d}/bench.json
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("bench --json");
-    // Both servers served sessions (the new one took over the port).
-    let old = std::fs::read_to_string(dir.path().join("old.log")).unwrap();
-    let new = std::fs::read_to_string(dir.path().join("new.log")).unwrap();
-    assert!(old.contains("\"closed\"") && new.contains("\"closed\""), "{report}");
+    eprintln!("restarts: {HANDOVERS}, verified {}, errors {}", report["verified"], report["errors_by_kind"]);
     assert_eq!(report["connect_failed"], 0, "no connection refused: {report}");
-    // Sessions open on the old server at the signal finish there (it drains
-    // each until the client has been quiet for --drain-idle): no short read,
-    // no reset, no refusal, no wrong reply.
+    // Sessions open on a server at its signal finish there (it drains each
+    // until the client has been quiet for --drain-idle): no short read, no
+    // reset, no wrong reply either.
     assert_eq!(report["errors"], 0, "{report}");
-    assert!(report["verified"].as_u64().is_some_and(|n| n > 100), "{report}");
+    assert!(report["verified"].as_u64().is_some_and(|n| n > 1000), "{report}");
+    // The first replacement took over the port under the full load.
+    for k in [0, 1] {
+        let log = std::fs::read_to_string(dir.path().join(format!("serve{k}.log"))).unwrap();
+        assert!(log.contains("\"closed\""), "server {k} served no one: {report}");
+    }
 }

@@ -272,3 +272,179 @@ fn sigterm_answers_a_tls_client_then_closes_it_with_close_notify_and_exits_zero(
     assert_eq!(p.wait_log(|v| v["message"] == "closed")["reason"], "shutdown");
     assert_eq!(p.wait_exit().code(), Some(0));
 }
+
+/// A client as [`client_config`] (no client certificate), restricted to
+/// `versions` and offering `alpn`.
+fn client_config_with(
+    pki: &Pki,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+    alpn: &[&str],
+) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in certs(&pki.path("ca.pem")) {
+        roots.add(c).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+    Arc::new(config)
+}
+
+/// The address of the next "listening" line with this `tls` field.
+fn listening(p: &mut Proc, tls: bool) -> SocketAddr {
+    let line = p.wait_log(|v| v["message"] == "listening" && v["tls"] == tls);
+    line["addr"].as_str().expect("addr").parse().unwrap()
+}
+
+/// The next "closed" line of the connection from `peer`.
+fn closed_line(p: &mut Proc, peer: SocketAddr) -> serde_json::Value {
+    p.wait_log(|v| v["message"] == "closed" && v["peer"] == peer.to_string())
+}
+
+#[test]
+fn tls_listen_serves_tls_there_and_plain_on_listen_in_one_server() {
+    let pki = Pki::new("both CA");
+    let mut args = pki.server_args();
+    args.extend(["--tls-listen".into(), "127.0.0.1:0".into()]);
+    // ServeProcess adds `--listen 127.0.0.1:0`: its address is the plain one.
+    let mut p = Proc::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let plain = p.addr;
+    let tls_addr = listening(&mut p, true);
+    assert_ne!(plain, tls_addr);
+
+    // Plain on --listen: the conversation, no TLS in the way.
+    let mut s = TcpStream::connect(plain).unwrap();
+    s.set_read_timeout(Some(LIMIT)).unwrap();
+    s.write_all(b"Michael\nexit\n").unwrap();
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).unwrap();
+    assert_eq!(got, b"Welcome!\nHello, Michael!\n");
+    assert_eq!(closed_line(&mut p, s.local_addr().unwrap())["reason"], "quit");
+
+    // TLS on --tls-listen.
+    let mut tls = connect(tls_addr, client_config(&pki, false)).expect("handshake");
+    tls.write_all(b"Tracy\nexit\n").unwrap();
+    let mut got = Vec::new();
+    tls.read_to_end(&mut got).expect("clean TLS close");
+    assert_eq!(got, b"Welcome!\nHello, Tracy!\n");
+    assert_eq!(closed_line(&mut p, tls.sock.local_addr().unwrap())["reason"], "quit");
+
+    // A plain client on the TLS port: a failed handshake, one WARN line.
+    let mut s = TcpStream::connect(tls_addr).unwrap();
+    s.set_read_timeout(Some(LIMIT)).unwrap();
+    s.write_all(b"Michael\n").unwrap();
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    assert!(!got.windows(8).any(|w| w == b"Welcome!"), "{got:?}");
+    let failed = p.wait_log(|v| v["message"] == "closed");
+    assert_eq!(failed["peer"], s.local_addr().unwrap().to_string(), "{failed}");
+    assert_eq!(failed["level"], "WARN", "{failed}");
+    assert!(failed["reason"].as_str().is_some_and(|r| r.starts_with("tls: ")), "{failed}");
+    // A TLS client on the plain port: the greeting in clear is no TLS record.
+    assert!(connect(plain, client_config(&pki, false)).is_err());
+    // Only one line for the failed handshake: the next is the plain port's.
+    let next = p.wait_log(|v| v["message"] == "closed");
+    assert_eq!(next["local"], plain.to_string(), "{next}");
+}
+
+#[test]
+fn tls_listen_misuse_is_a_clear_error() {
+    let pki = Pki::new("misuse CA");
+    let run = |args: &[&str]| {
+        let out = crate::util::tcpkit()
+            .arg("serve")
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    // Without a certificate: a usage error naming the missing flag.
+    let (code, err) = run(&["--tls-listen", "127.0.0.1:0"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--tls-cert"), "{err}");
+    // One address both plain and TLS: refused, named.
+    let mut args = pki.server_args();
+    args.extend(["--listen", "127.0.0.1:19443", "--tls-listen", "127.0.0.1:19443"].map(String::from));
+    let (code, err) = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("127.0.0.1:19443 is both in --listen and in --tls-listen"), "{err}");
+}
+
+#[test]
+fn tls_min_and_alpn_are_enforced_in_the_handshake() {
+    let pki = Pki::new("alpn CA");
+    let mut args = pki.server_args();
+    args.extend(["--tls-min", "1.3", "--tls-alpn", "tcpkit", "--tls-alpn", "hello"].map(String::from));
+    let mut p = Proc::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let v13 = &[&rustls::version::TLS13];
+    let v12 = &[&rustls::version::TLS12];
+    // The server's first preference the client offers is chosen.
+    let tls = connect(p.addr, client_config_with(&pki, v13, &["hello", "tcpkit"])).expect("handshake");
+    assert_eq!(tls.conn.alpn_protocol(), Some(&b"tcpkit"[..]));
+    assert_eq!(tls.conn.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_3));
+    // Offering no ALPN at all is served.
+    let mut tls = connect(p.addr, client_config_with(&pki, v13, &[])).expect("no ALPN: served");
+    tls.write_all(b"Ann\n").unwrap();
+    assert_eq!(read_exact(&mut tls, 21), b"Welcome!\nHello, Ann!\n");
+    // Only other protocols: refused, with the reason in the log.
+    let err = connect(p.addr, client_config_with(&pki, v13, &["h2"])).expect_err("no common ALPN");
+    assert!(err.to_string().contains("NoApplicationProtocol"), "{err}");
+    let line = p.wait_log(|v| v["message"] == "closed" && v["level"] == "WARN");
+    assert!(line["reason"].as_str().is_some_and(|r| r.contains("any known protocol")), "{line}");
+    // TLS 1.2 only: below --tls-min.
+    let err = connect(p.addr, client_config_with(&pki, v12, &["tcpkit"])).expect_err("TLS 1.2 refused");
+    assert!(err.to_string().contains("ProtocolVersion"), "{err}");
+    let line = p.wait_log(|v| v["message"] == "closed" && v["level"] == "WARN");
+    assert!(line["reason"].as_str().is_some_and(|r| r.starts_with("tls: ")), "{line}");
+}
+
+#[test]
+fn socket_activated_listeners_serve_tls_where_tls_listen_names_their_address() {
+    let pki = Pki::new("activation CA");
+    // Two inherited listeners, as systemd passes them (fds 3 and 4); the
+    // second's address is given to --tls-listen, which python learns first.
+    let script = "import os, socket, sys\n\
+                  a = socket.socket(); a.bind(('127.0.0.1', 0)); a.listen(16)\n\
+                  b = socket.socket(); b.bind(('127.0.0.1', 0)); b.listen(16)\n\
+                  os.dup2(a.fileno(), 3); os.dup2(b.fileno(), 4)\n\
+                  os.set_inheritable(3, True); os.set_inheritable(4, True)\n\
+                  os.environ['LISTEN_FDS'] = '2'; os.environ['LISTEN_PID'] = str(os.getpid())\n\
+                  tls = '127.0.0.1:%d' % b.getsockname()[1] if sys.argv[2] == 'right' else '127.0.0.1:1'\n\
+                  os.execv(sys.argv[1], [sys.argv[1], 'serve', '--log-format', 'json', '--tls-listen', tls] + sys.argv[3:])\n";
+    let start = |first: &str| {
+        let mut args = vec![first.to_string()];
+        args.extend(pki.server_args());
+        std::process::Command::new("python3")
+            .args(["-c", script])
+            .arg(crate::util::tcpkit_bin())
+            .args(&args)
+            .env_remove("RUST_LOG")
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3")
+    };
+    let mut p = Proc::from_child(start("right"));
+    let plain = p.addr;
+    let tls_addr = listening(&mut p, true);
+    let mut s = TcpStream::connect(plain).unwrap();
+    s.set_read_timeout(Some(LIMIT)).unwrap();
+    s.write_all(b"plain\nexit\n").unwrap();
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).unwrap();
+    assert_eq!(got, b"Welcome!\nHello, plain!\n");
+    let mut tls = connect(tls_addr, client_config(&pki, false)).expect("handshake");
+    tls.write_all(b"tls\n").unwrap();
+    assert_eq!(read_exact(&mut tls, 21), b"Welcome!\nHello, tls!\n");
+
+    // An address that names no inherited listener: refused at start.
+    let out = start("wrong").wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("--tls-listen 127.0.0.1:1: no socket-activated listener"), "{err}");
+}
