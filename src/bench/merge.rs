@@ -17,7 +17,7 @@ use serde::Serialize;
 use thiserror::Error;
 
 use super::conn::ErrorLog;
-use super::hdrlog::{self, LogError};
+use super::hdrlog::{self, Layout, LogError};
 use super::report::Report;
 use super::stats::{Stats, new_histogram};
 
@@ -201,10 +201,13 @@ pub struct Merger {
     total: Option<Histogram<u64>>,
     /// Replies per whole second, by wall-clock second (Unix time, ms precision in the key).
     per_second: BTreeMap<i64, u64>,
-    /// Histograms per timeline point, by wall-clock second; merged into
-    /// [`MAX_TIMELINE`] points at the end. `u32` counts (a bucket of one second
-    /// would need 4 billion replies to overflow) halve their memory.
-    points: BTreeMap<i64, Histogram<u32>>,
+    /// Counts per timeline point, by wall-clock second, as flat arrays indexed
+    /// like [`Layout::ours`] (adding an interval is one addition per bucket it
+    /// holds, no value lookup); long enough for the highest bucket seen, and
+    /// thinned into [`MAX_TIMELINE`] histograms at the end. `u32` counts (a bucket
+    /// of one second would need 4 billion replies to overflow; they saturate)
+    /// halve their memory.
+    points: BTreeMap<i64, Vec<u32>>,
 }
 
 fn unix_ms(t: SystemTime) -> i64 {
@@ -234,11 +237,10 @@ impl Merger {
         for (k, n) in other.per_second {
             *self.per_second.entry(k).or_default() += n;
         }
-        for (k, h) in other.points {
+        for (k, counts) in other.points {
             match self.points.get_mut(&k) {
-                // Both auto-resize, so adding cannot fail.
-                Some(p) => drop(p.add(&h)),
-                None => drop(self.points.insert(k, h)),
+                Some(p) => add_flat(p, &counts),
+                None => drop(self.points.insert(k, counts)),
             }
         }
         self.agents.extend(other.agents);
@@ -248,7 +250,9 @@ impl Merger {
 
     /// [`Merger::add`] for the log given at place `order`.
     fn add_at(&mut self, order: usize, name: &str, text: &str) -> Result<(), MergeError> {
-        let mut hist = new_histogram();
+        // The agent's counts by bucket index; made a histogram once, at its end.
+        let mut flat: Vec<u64> = Vec::new();
+        let limit = new_histogram().distinct_values();
         let mut interval_errors: BTreeMap<String, u64> = BTreeMap::new();
         let mut last = Duration::ZERO;
         let mut failed = None;
@@ -258,21 +262,26 @@ impl Merger {
                 return;
             }
             let at = unix_ms(start + iv.start);
-            let point = points.entry(at.div_euclid(POINT_MS)).or_insert_with(|| {
-                // Auto-resizing: most timelines never need the hour of range.
-                let mut h =
-                    Histogram::new(3).unwrap_or_else(|_| unreachable!("3 significant digits are valid"));
-                h.auto(true);
-                h
-            });
-            // Only the buckets that hold samples: an interval has a few hundred of
-            // its tens of thousands (a whole-array `add` was most of the time).
-            for &(value, n) in &iv.histogram.buckets {
-                let point_n = u32::try_from(n).unwrap_or(u32::MAX);
-                if let Err(e) = hist.record_n(value, n).and_then(|()| point.record_n(value, point_n)) {
-                    failed = Some(format!("histogram out of range: {e:?}"));
+            let point = points.entry(at.div_euclid(POINT_MS)).or_default();
+            // Buckets come in increasing order: the last is the highest.
+            if let Some(&(high, _)) = iv.histogram.buckets.last() {
+                if high >= limit {
+                    failed = Some(format!(
+                        "a latency beyond {} us (bucket {high})",
+                        super::stats::MAX_LATENCY_US
+                    ));
                     return;
                 }
+                if flat.len() <= high {
+                    flat.resize(high + 1, 0);
+                }
+                if point.len() <= high {
+                    point.resize(high + 1, 0);
+                }
+            }
+            for &(i, n) in &iv.histogram.buckets {
+                flat[i] = flat[i].saturating_add(n);
+                point[i] = point[i].saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
             }
             for (k, n) in &iv.errors {
                 *interval_errors.entry(k.clone()).or_default() += n;
@@ -284,6 +293,9 @@ impl Merger {
         if let Some(what) = failed {
             return Err(MergeError::Histogram { name: name.to_string(), what });
         }
+        let mut hist = new_histogram();
+        fill(&mut hist, &flat)
+            .map_err(|what| MergeError::Histogram { name: name.to_string(), what })?;
         // Once per agent, not per interval.
         let total = self.total.get_or_insert_with(new_histogram);
         total
@@ -417,29 +429,58 @@ impl Merger {
     }
 }
 
-/// Thin the per-second histograms to at most [`MAX_TIMELINE`] points, adding
+/// Add the flat counts `from` into `into`, index by index.
+fn add_flat(into: &mut Vec<u32>, from: &[u32]) {
+    if into.len() < from.len() {
+        into.resize(from.len(), 0);
+    }
+    for (a, b) in into.iter_mut().zip(from) {
+        *a = a.saturating_add(*b);
+    }
+}
+
+/// Record flat counts (indexed like [`Layout::ours`]) into `hist`.
+fn fill<T: hdrhistogram::Counter + TryFrom<u64>>(hist: &mut Histogram<T>, flat: &[T]) -> Result<(), String>
+where
+    u64: From<T>,
+{
+    let layout = Layout::ours();
+    for (i, &n) in flat.iter().enumerate().filter(|(_, n)| u64::from(**n) > 0) {
+        let value = layout.value_of(i).ok_or_else(|| format!("bucket {i} beyond 64 bits"))?;
+        hist.record_n(value, n).map_err(|e| format!("histogram out of range: {e:?}"))?;
+    }
+    Ok(())
+}
+
+/// Thin the per-second counts to at most [`MAX_TIMELINE`] points, adding
 /// neighbours (never averaging), and take each point's rate and percentiles.
-fn timeline(points: BTreeMap<i64, Histogram<u32>>, origin_ms: i64) -> Vec<TimelinePoint> {
+fn timeline(points: BTreeMap<i64, Vec<u32>>, origin_ms: i64) -> Vec<TimelinePoint> {
     let (Some(&lo), Some(&hi)) = (points.keys().next(), points.keys().next_back()) else { return Vec::new() };
     let span = (hi - lo + 1) as usize;
     let group = span.div_ceil(MAX_TIMELINE).max(1) as i64;
-    let mut grouped: BTreeMap<i64, Histogram<u32>> = BTreeMap::new();
-    for (k, h) in points {
+    let mut grouped: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
+    for (k, counts) in points {
         let g = (k - lo) / group;
         match grouped.get_mut(&g) {
-            // Both auto-resize, so adding cannot fail.
-            Some(acc) => drop(acc.add(&h)),
-            None => drop(grouped.insert(g, h)),
+            Some(acc) => add_flat(acc, &counts),
+            None => drop(grouped.insert(g, counts)),
         }
     }
     let width_s = (group * POINT_MS) as f64 / 1000.0;
     grouped
         .into_iter()
-        .map(|(g, h)| TimelinePoint {
-            at_s: ((lo + g * group) * POINT_MS - origin_ms) as f64 / 1000.0,
-            rate: h.len() as f64 / width_s,
-            p50_us: if h.is_empty() { 0 } else { h.value_at_quantile(0.5) },
-            p99_us: if h.is_empty() { 0 } else { h.value_at_quantile(0.99) },
+        .map(|(g, counts)| {
+            // Auto-resizing: most timelines never need the hour of range; the
+            // counts were checked against it when added.
+            let mut h = Histogram::<u32>::new(3).unwrap_or_else(|_| unreachable!("3 significant digits are valid"));
+            h.auto(true);
+            let _ = fill(&mut h, &counts);
+            TimelinePoint {
+                at_s: ((lo + g * group) * POINT_MS - origin_ms) as f64 / 1000.0,
+                rate: h.len() as f64 / width_s,
+                p50_us: if h.is_empty() { 0 } else { h.value_at_quantile(0.5) },
+                p99_us: if h.is_empty() { 0 } else { h.value_at_quantile(0.99) },
+            }
         })
         .collect()
 }
