@@ -448,20 +448,26 @@ impl CountsDecoder {
         let ours = Layout::ours();
         let mut out = Counts::default();
         let (mut at, mut index) = (0usize, 0usize);
-        while at < counts.len() {
+        while let Some(&first) = counts.get(at) {
             let (mut zz, mut shift) = (0u64, 0u32);
-            loop {
-                let b = *counts.get(at).ok_or("varint cut short")?;
+            // Most counts and zero runs fit one byte: skip the loop for them.
+            if first < 0x80 {
                 at += 1;
-                if shift == 56 {
-                    zz |= u64::from(b) << 56;
-                    break;
+                zz = u64::from(first);
+            } else {
+                loop {
+                    let b = *counts.get(at).ok_or("varint cut short")?;
+                    at += 1;
+                    if shift == 56 {
+                        zz |= u64::from(b) << 56;
+                        break;
+                    }
+                    zz |= u64::from(b & 0x7f) << shift;
+                    if b & 0x80 == 0 {
+                        break;
+                    }
+                    shift += 7;
                 }
-                zz |= u64::from(b & 0x7f) << shift;
-                if b & 0x80 == 0 {
-                    break;
-                }
-                shift += 7;
             }
             let n = ((zz >> 1) as i64) ^ -((zz & 1) as i64);
             if n < 0 {
@@ -679,7 +685,8 @@ mod tests {
     #[test]
     fn layouts_index_values_as_the_crate_does() {
         use hdrhistogram::serialization::Serializer;
-        let values = [1u64, 2, 3, 1023, 1024, 2047, 2048, 2049, 4095, 4096, 100_000, 123_456_789, 3_599_999_999];
+        let values =
+            [1u64, 2, 3, 1023, 1024, 2047, 2048, 2049, 4095, 4096, 100_000, 123_456_789, 3_599_999_999];
         for (low, digits) in [(1u64, 3u8), (1, 2), (1, 4), (4, 3), (1000, 2)] {
             let layout = Layout::new(low, u32::from(digits));
             let mut h = Histogram::<u64>::new_with_bounds(low, 3_600_000_000, digits).unwrap();

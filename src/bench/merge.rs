@@ -266,10 +266,8 @@ impl Merger {
             // Buckets come in increasing order: the last is the highest.
             if let Some(&(high, _)) = iv.histogram.buckets.last() {
                 if high >= limit {
-                    failed = Some(format!(
-                        "a latency beyond {} us (bucket {high})",
-                        super::stats::MAX_LATENCY_US
-                    ));
+                    failed =
+                        Some(format!("a latency beyond {} us (bucket {high})", super::stats::MAX_LATENCY_US));
                     return;
                 }
                 if flat.len() <= high {
@@ -294,8 +292,7 @@ impl Merger {
             return Err(MergeError::Histogram { name: name.to_string(), what });
         }
         let mut hist = new_histogram();
-        fill(&mut hist, &flat)
-            .map_err(|what| MergeError::Histogram { name: name.to_string(), what })?;
+        fill(&mut hist, &flat).map_err(|what| MergeError::Histogram { name: name.to_string(), what })?;
         // Once per agent, not per interval.
         let total = self.total.get_or_insert_with(new_histogram);
         total
@@ -472,7 +469,8 @@ fn timeline(points: BTreeMap<i64, Vec<u32>>, origin_ms: i64) -> Vec<TimelinePoin
         .map(|(g, counts)| {
             // Auto-resizing: most timelines never need the hour of range; the
             // counts were checked against it when added.
-            let mut h = Histogram::<u32>::new(3).unwrap_or_else(|_| unreachable!("3 significant digits are valid"));
+            let mut h =
+                Histogram::<u32>::new(3).unwrap_or_else(|_| unreachable!("3 significant digits are valid"));
             h.auto(true);
             let _ = fill(&mut h, &counts);
             TimelinePoint {
