@@ -30,6 +30,7 @@ use thiserror::Error;
 
 use super::conn::ShownError;
 use super::run::{Interval, Observer, Started};
+use super::search::StepStart;
 use super::{Config, Report, Workload};
 
 /// Longest log line read back, in bytes: an interval histogram of 1 us to 1 h at
@@ -64,6 +65,10 @@ pub struct Meta {
     pub warmup_s: f64,
     /// The unit of the histograms' values.
     pub unit: String,
+    /// The `--find-max-rate` step this section of the log is, with `--shard`:
+    /// such a log holds one section (this line to its `#tcpkit-end`) per step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<StepStart>,
 }
 
 /// What the report of one agent says besides its histograms: the last line.
@@ -116,6 +121,7 @@ impl<W: Write + Send> HdrLogWriter<W> {
             pipeline: config.pipeline,
             warmup_s: config.warmup.as_secs_f64(),
             unit: "us".to_string(),
+            step: None,
         };
         HdrLogWriter { out, meta, serializer: V2DeflateSerializer::new(), failed: None }
     }
@@ -123,6 +129,20 @@ impl<W: Write + Send> HdrLogWriter<W> {
     /// Write the last line from the run's report, flush, and give back the first
     /// write error, if any.
     pub fn finish(mut self, report: &Report) -> io::Result<W> {
+        self.end(report);
+        self.close()
+    }
+
+    /// Give back the sink, or the first write error (every section already ended).
+    pub fn close(self) -> io::Result<W> {
+        match self.failed {
+            Some(e) => Err(e),
+            None => Ok(self.out),
+        }
+    }
+
+    /// Write the `#tcpkit-end` line of a run (or step) and flush.
+    fn end(&mut self, report: &Report) {
         let end = End {
             established: report.established,
             connect_failed: report.connect_failed,
@@ -137,10 +157,6 @@ impl<W: Write + Send> HdrLogWriter<W> {
             out.write_all(line.as_bytes())?;
             out.flush()
         });
-        match self.failed {
-            Some(e) => Err(e),
-            None => Ok(self.out),
-        }
     }
 
     fn attempt(&mut self, f: impl FnOnce(&mut W, &mut V2DeflateSerializer) -> io::Result<()>) {
@@ -158,6 +174,14 @@ fn json_line(tag: &str, value: &impl Serialize) -> String {
 }
 
 impl<W: Write + Send> Observer for HdrLogWriter<W> {
+    fn step(&mut self, step: &StepStart) {
+        self.meta.step = Some(step.clone());
+    }
+
+    fn step_done(&mut self, report: &Report) {
+        self.end(report);
+    }
+
     fn started(&mut self, s: &Started) {
         self.meta.addr = s.addr.to_string();
         self.meta.connections = s.connections;
