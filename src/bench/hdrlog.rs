@@ -65,6 +65,13 @@ pub struct Meta {
     pub warmup_s: f64,
     /// The unit of the histograms' values.
     pub unit: String,
+    /// The PROXY header each connection sends first (`v1`, `v2`), if any; logs
+    /// of older versions have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<String>,
+    /// Whether the connections spoke TLS.
+    #[serde(default)]
+    pub tls: bool,
     /// The `--find-max-rate` step this section of the log is, with `--shard`:
     /// such a log holds one section (this line to its `#tcpkit-end`) per step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -121,6 +128,8 @@ impl<W: Write + Send> HdrLogWriter<W> {
             pipeline: config.pipeline,
             warmup_s: config.warmup.as_secs_f64(),
             unit: "us".to_string(),
+            proxy: config.proxy.as_ref().map(|p| p.version.to_string()),
+            tls: config.tls.is_some(),
             step: None,
         };
         HdrLogWriter { out, meta, serializer: V2DeflateSerializer::new(), failed: None }

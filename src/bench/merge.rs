@@ -408,6 +408,22 @@ impl Merger {
                     meta.agent, meta.workload, m.agent, m.workload
                 ));
             }
+            if m.proxy != meta.proxy || m.tls != meta.tls {
+                let how = |m: &hdrlog::Meta| {
+                    format!(
+                        "{} {}",
+                        m.proxy.as_deref().map_or("no PROXY header".to_string(), |v| format!("PROXY {v}")),
+                        if m.tls { "over TLS" } else { "over plain TCP" }
+                    )
+                };
+                warnings.push(format!(
+                    "connections differ: {} sends {}, {} sends {}",
+                    meta.agent,
+                    how(meta),
+                    m.agent,
+                    how(m)
+                ));
+            }
             if m.addr != meta.addr {
                 warnings.push(format!(
                     "targets differ: {} to {}, {} to {}",
@@ -935,6 +951,14 @@ mod tests {
         let w = merged.warnings.join("\n");
         assert!(w.contains("do not overlap"), "{w}");
         assert!(w.contains("workloads differ"), "{w}");
+        // Agents that differ in PROXY header or TLS are not one load either.
+        let tls = b.replace("\"tls\":false", "\"tls\":true,\"proxy\":\"v2\"");
+        let merged = merge_texts([("a", a.as_str()), ("b", tls.as_str())]).unwrap();
+        let w = merged.warnings.join("\n");
+        assert!(
+            w.contains("connections differ: agent-0 sends no PROXY header over plain TCP, agent-1 sends PROXY v2 over TLS"),
+            "{w}"
+        );
         // A log cut short still counts its intervals, with a warning.
         let cut: String =
             a.lines().filter(|l| !l.starts_with("#tcpkit-end")).map(|l| format!("{l}\n")).collect();
