@@ -714,7 +714,9 @@ pub struct MergedSearch {
 pub fn merge_search_texts<'a>(
     logs: impl IntoIterator<Item = (&'a str, &'a str)>,
 ) -> Result<MergedSearch, MergeError> {
-    let mut by_step: BTreeMap<u32, (StepStart, Vec<(&str, &str)>)> = BTreeMap::new();
+    // By step: the step as first logged, and every agent's (name, section) of it.
+    type Sections<'t> = Vec<(&'t str, &'t str)>;
+    let mut by_step: BTreeMap<u32, (StepStart, Sections<'a>)> = BTreeMap::new();
     let mut warnings = Vec::new();
     let mut agents = 0;
     for (name, text) in logs {
