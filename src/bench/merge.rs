@@ -385,6 +385,12 @@ impl Merger {
         total
             .add(&hist)
             .map_err(|e| MergeError::Histogram { name: name.to_string(), what: format!("{e:?}") })?;
+        if info.meta.step.is_some() {
+            return Err(MergeError::Steps {
+                name: name.to_string(),
+                what: "a log of a --find-max-rate among the logs of one run: merge them apart".into(),
+            });
+        }
         if info.meta.unit != "us" {
             return Err(MergeError::Histogram {
                 name: name.to_string(),
@@ -1097,6 +1103,8 @@ mod tests {
         assert!(m.warnings.iter().any(|w| w.contains("step 2: logged by 1 of 2 agents")), "{:?}", m.warnings);
         let plain = agent_log(0, 1, t0, &samples_plain(), 0);
         let err = merge_search_texts([("a", a.as_str()), ("p", plain.as_str())]).unwrap_err();
+        assert!(err.to_string().contains("merge them apart"), "{err}");
+        let err = merge_texts([("p", plain.as_str()), ("a", a.as_str())]).unwrap_err();
         assert!(err.to_string().contains("merge them apart"), "{err}");
         assert!(is_step_log(&a) && !is_step_log(&plain));
     }
