@@ -295,6 +295,9 @@ pub struct Merger {
     /// of one second would need 4 billion replies to overflow; they saturate)
     /// halve their memory.
     points: BTreeMap<i64, Vec<u32>>,
+    /// Set when adding the sections of one `--find-max-rate` step: step logs
+    /// are refused otherwise (they hold several runs).
+    of_steps: bool,
 }
 
 fn unix_ms(t: SystemTime) -> i64 {
@@ -385,7 +388,7 @@ impl Merger {
         total
             .add(&hist)
             .map_err(|e| MergeError::Histogram { name: name.to_string(), what: format!("{e:?}") })?;
-        if info.meta.step.is_some() {
+        if info.meta.step.is_some() && !self.of_steps {
             return Err(MergeError::Steps {
                 name: name.to_string(),
                 what: "a log of a --find-max-rate among the logs of one run: merge them apart".into(),
@@ -765,7 +768,11 @@ pub fn merge_search_texts<'a>(
         if group.len() < agents {
             warnings.push(format!("step {index}: logged by {} of {agents} agents", group.len()));
         }
-        let merged = merge_texts(group)?;
+        let mut merger = Merger { of_steps: true, ..Merger::default() };
+        for (name, section) in group {
+            merger.add(name, section)?;
+        }
+        let merged = merger.finish()?;
         warnings.extend(merged.warnings.iter().map(|w| format!("step {index}: {w}")));
         search.record(Step::judge(step.rate, &merged.report, &slo));
         steps.push(MergedStep { step, merged });
