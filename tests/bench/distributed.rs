@@ -349,7 +349,7 @@ fn sharded_find_max_rate_agents_take_the_same_steps_and_the_merge_answers() {
     let dir = tempfile::tempdir().unwrap();
     let agents = 3;
     // Time to start the processes and connect before step 0.
-    let start = (SystemTime::now() + Duration::from_secs(2)).duration_since(UNIX_EPOCH).unwrap();
+    let start = (SystemTime::now() + Duration::from_secs(3)).duration_since(UNIX_EPOCH).unwrap();
     let start = format!("{:.3}", start.as_secs_f64());
     let rates = [300.0, 600.0, 1200.0];
     let step_s = 0.4;
@@ -371,7 +371,7 @@ fn sharded_find_max_rate_agents_take_the_same_steps_and_the_merge_answers() {
         children.push(child);
         paths.push(path);
     }
-    // 2 s to start, 3 steps of 0.9 s: bounded well within 60 s.
+    // 3 s to start, 3 steps of 0.9 s: bounded well within 60 s.
     let deadline = Instant::now() + Duration::from_secs(60);
     for mut child in children {
         while child.try_wait().unwrap().is_none() {
@@ -397,7 +397,8 @@ fn sharded_find_max_rate_agents_take_the_same_steps_and_the_merge_answers() {
     assert_eq!(j["agents"], agents);
     for (k, d) in j["step_details"].as_array().unwrap().iter().enumerate() {
         assert_eq!(d["agents"].as_array().unwrap().len(), agents, "step {k}: {j}");
-        assert!(d["start_spread_s"].as_f64().unwrap() < 0.25, "step {k} started together: {j}");
+        // Together: a late agent would start its step at once, a whole step off.
+        assert!(d["start_spread_s"].as_f64().unwrap() < 0.3, "step {k} started together: {j}");
         // Each agent took a third of the rate: together about rate x step, not 3x it.
         let verified = d["verified"].as_f64().unwrap();
         let want = rates[k] * step_s;
