@@ -30,6 +30,7 @@ use thiserror::Error;
 
 use super::conn::ShownError;
 use super::run::{Interval, Observer, Started};
+use super::search::StepStart;
 use super::{Config, Report, Workload};
 
 /// Longest log line read back, in bytes: an interval histogram of 1 us to 1 h at
@@ -64,6 +65,17 @@ pub struct Meta {
     pub warmup_s: f64,
     /// The unit of the histograms' values.
     pub unit: String,
+    /// The PROXY header each connection sends first (`v1`, `v2`), if any; logs
+    /// of older versions have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<String>,
+    /// Whether the connections spoke TLS.
+    #[serde(default)]
+    pub tls: bool,
+    /// The `--find-max-rate` step this section of the log is, with `--shard`:
+    /// such a log holds one section (this line to its `#tcpkit-end`) per step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<StepStart>,
 }
 
 /// What the report of one agent says besides its histograms: the last line.
@@ -116,6 +128,9 @@ impl<W: Write + Send> HdrLogWriter<W> {
             pipeline: config.pipeline,
             warmup_s: config.warmup.as_secs_f64(),
             unit: "us".to_string(),
+            proxy: config.proxy.as_ref().map(|p| p.version.to_string()),
+            tls: config.tls.is_some(),
+            step: None,
         };
         HdrLogWriter { out, meta, serializer: V2DeflateSerializer::new(), failed: None }
     }
@@ -123,6 +138,20 @@ impl<W: Write + Send> HdrLogWriter<W> {
     /// Write the last line from the run's report, flush, and give back the first
     /// write error, if any.
     pub fn finish(mut self, report: &Report) -> io::Result<W> {
+        self.end(report);
+        self.close()
+    }
+
+    /// Give back the sink, or the first write error (every section already ended).
+    pub fn close(self) -> io::Result<W> {
+        match self.failed {
+            Some(e) => Err(e),
+            None => Ok(self.out),
+        }
+    }
+
+    /// Write the `#tcpkit-end` line of a run (or step) and flush.
+    fn end(&mut self, report: &Report) {
         let end = End {
             established: report.established,
             connect_failed: report.connect_failed,
@@ -137,10 +166,6 @@ impl<W: Write + Send> HdrLogWriter<W> {
             out.write_all(line.as_bytes())?;
             out.flush()
         });
-        match self.failed {
-            Some(e) => Err(e),
-            None => Ok(self.out),
-        }
     }
 
     fn attempt(&mut self, f: impl FnOnce(&mut W, &mut V2DeflateSerializer) -> io::Result<()>) {
@@ -158,6 +183,14 @@ fn json_line(tag: &str, value: &impl Serialize) -> String {
 }
 
 impl<W: Write + Send> Observer for HdrLogWriter<W> {
+    fn step(&mut self, step: &StepStart) {
+        self.meta.step = Some(step.clone());
+    }
+
+    fn step_done(&mut self, report: &Report) {
+        self.end(report);
+    }
+
     fn started(&mut self, s: &Started) {
         self.meta.addr = s.addr.to_string();
         self.meta.connections = s.connections;
@@ -295,12 +328,64 @@ pub fn read_each_counts(
     read_each_with(text, |bytes| decoder.decode(bytes), each)
 }
 
-/// An interval's recorded buckets: (lowest value of the bucket, count), in
-/// increasing value order, with nothing at zero count.
+/// The bucket layout of an HdrHistogram (the crate's `Histogram::new_with_bounds`):
+/// which value each index of its counts array stands for. Two histograms with
+/// the same layout add index by index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    /// log2 of the lowest discernible value.
+    unit: u32,
+    /// log2 of half the sub-buckets of a bucket.
+    half_magnitude: u32,
+}
+
+impl Layout {
+    /// The layout of `digits` significant digits above `lowest` (>= 1).
+    pub fn new(lowest: u64, digits: u32) -> Self {
+        let unit = 63 - lowest.max(1).leading_zeros();
+        let sub_count_magnitude = (2.0 * 10f64.powi(digits as i32)).log2().ceil() as u32;
+        Layout { unit, half_magnitude: sub_count_magnitude.max(1) - 1 }
+    }
+
+    /// The layout of [`new_histogram`](super::stats::new_histogram): 1 us, 3 digits.
+    pub fn ours() -> Self {
+        Layout::new(1, 3)
+    }
+
+    /// The lowest value of the bucket at `index`; `None` beyond 64 bits.
+    pub fn value_of(&self, index: usize) -> Option<u64> {
+        let index = index as u64;
+        let half = 1u64 << self.half_magnitude;
+        let bucket = (index >> self.half_magnitude) as i64 - 1;
+        let mut sub = (index & (half - 1)) + half;
+        let bucket = if bucket < 0 {
+            sub -= half;
+            0
+        } else {
+            u32::try_from(bucket).ok()?
+        };
+        let shift = bucket.checked_add(self.unit)?;
+        sub.checked_shl(shift).filter(|v| v.checked_shr(shift) == Some(sub))
+    }
+
+    /// The index of the bucket that holds `value` (the crate's `index_for`).
+    pub fn index_of(&self, value: u64) -> usize {
+        let sub_count_magnitude = self.half_magnitude + 1;
+        let base = 64 - self.unit - sub_count_magnitude;
+        let mask = ((1u64 << sub_count_magnitude) - 1) << self.unit;
+        let bucket = base.saturating_sub((value | mask).leading_zeros());
+        let sub = value >> (bucket + self.unit);
+        (((u64::from(bucket) + 1) << self.half_magnitude) + sub - (1u64 << self.half_magnitude)) as usize
+    }
+}
+
+/// An interval's recorded buckets: (index in the [`Layout::ours`] counts array,
+/// count), in increasing order, with nothing at zero count. A histogram written
+/// with another layout is mapped bucket by bucket (its lowest value's bucket).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Counts {
     /// The buckets.
-    pub buckets: Vec<(u64, u64)>,
+    pub buckets: Vec<(usize, u64)>,
     /// Their counts summed.
     pub total: u64,
 }
@@ -308,18 +393,52 @@ pub struct Counts {
 /// Most bytes one interval's histogram may inflate to: a full-range histogram
 /// of 3 significant digits over an hour of microseconds is about 200 KiB of
 /// varints at worst; this bounds a hostile log's zip bomb.
-const MAX_INFLATED: u64 = 8 << 20;
+const MAX_INFLATED: usize = 8 << 20;
 
 /// Decodes the V2 (compressed) HdrHistogram encoding straight into [`Counts`],
-/// reusing its buffer across intervals.
-#[derive(Default)]
+/// reusing one inflater and its buffer across intervals (a new inflater per
+/// interval allocated and zeroed its state each time).
 struct CountsDecoder {
+    inflater: flate2::Decompress,
     inflated: Vec<u8>,
 }
 
+impl Default for CountsDecoder {
+    fn default() -> Self {
+        CountsDecoder { inflater: flate2::Decompress::new(true), inflated: Vec::new() }
+    }
+}
+
 impl CountsDecoder {
+    /// Inflate the zlib stream `deflated` into `self.inflated`, at most [`MAX_INFLATED`] bytes.
+    fn inflate(&mut self, deflated: &[u8]) -> Result<(), String> {
+        use flate2::{FlushDecompress, Status};
+        self.inflater.reset(true);
+        self.inflated.clear();
+        loop {
+            if self.inflated.len() >= MAX_INFLATED {
+                return Err(format!("inflates to over {MAX_INFLATED} bytes"));
+            }
+            let room = (deflated.len() * 4).max(4096).min(MAX_INFLATED - self.inflated.len());
+            self.inflated.reserve(room);
+            let (read, written) = (self.inflater.total_in(), self.inflated.len());
+            let rest = deflated.get(read as usize..).unwrap_or_default();
+            let status = self
+                .inflater
+                .decompress_vec(rest, &mut self.inflated, FlushDecompress::Finish)
+                .map_err(|e| format!("inflate: {e}"))?;
+            match status {
+                Status::StreamEnd if self.inflated.len() <= MAX_INFLATED => return Ok(()),
+                Status::StreamEnd => return Err(format!("inflates to over {MAX_INFLATED} bytes")),
+                _ if self.inflater.total_in() == read && self.inflated.len() == written => {
+                    return Err("inflate: cut short".into());
+                }
+                _ => {}
+            }
+        }
+    }
+
     fn decode(&mut self, bytes: &[u8]) -> Result<Counts, String> {
-        use std::io::Read;
         const V2_COOKIE: u32 = 0x1c84_9313;
         const V2_COMPRESSED_COOKIE: u32 = 0x1c84_9314;
         let be32 = |b: &[u8], at: usize| -> Result<u32, String> {
@@ -334,23 +453,17 @@ impl CountsDecoder {
                 .map(u64::from_be_bytes)
                 .ok_or_else(|| "cut short".to_string())
         };
-        let payload: &[u8] = match be32(bytes, 0)? {
-            V2_COMPRESSED_COOKIE => {
-                let len = be32(bytes, 4)? as usize;
-                let deflated = bytes.get(8..8 + len).ok_or("cut short")?;
-                self.inflated.clear();
-                flate2::read::ZlibDecoder::new(deflated)
-                    .take(MAX_INFLATED + 1)
-                    .read_to_end(&mut self.inflated)
-                    .map_err(|e| format!("inflate: {e}"))?;
-                if self.inflated.len() as u64 > MAX_INFLATED {
-                    return Err(format!("inflates to over {MAX_INFLATED} bytes"));
-                }
-                &self.inflated
-            }
-            V2_COOKIE => bytes,
+        let compressed = match be32(bytes, 0)? {
+            V2_COMPRESSED_COOKIE => true,
+            V2_COOKIE => false,
             other => return Err(format!("not a V2 histogram (cookie {other:#x})")),
         };
+        if compressed {
+            let len = be32(bytes, 4)? as usize;
+            let deflated = bytes.get(8..8 + len).ok_or("cut short")?;
+            self.inflate(deflated)?;
+        }
+        let payload: &[u8] = if compressed { &self.inflated } else { bytes };
         if be32(payload, 0)? != V2_COOKIE {
             return Err("not a V2 histogram (inner cookie)".into());
         }
@@ -364,49 +477,46 @@ impl CountsDecoder {
             return Err("unsupported histogram parameters".into());
         }
         let counts = payload.get(40..40 + len).ok_or("cut short")?;
-        // The crate's bucket layout (`Histogram::new_with_bounds`).
-        let unit = 63 - low.leading_zeros();
-        let sub_count_magnitude = (2.0 * 10f64.powi(digits as i32)).log2().ceil() as u32;
-        let half_magnitude = sub_count_magnitude - 1;
-        let half = 1u64 << half_magnitude;
-        let value_of = |index: u64| -> Option<u64> {
-            let bucket = (index >> half_magnitude) as i64 - 1;
-            let mut sub = (index & (half - 1)) + half;
-            let bucket = if bucket < 0 {
-                sub -= half;
-                0
-            } else {
-                bucket as u32
-            };
-            sub.checked_shl(bucket + unit).filter(|v| v >> (bucket + unit) == sub)
-        };
+        let theirs = Layout::new(low, digits);
+        let ours = Layout::ours();
         let mut out = Counts::default();
-        let (mut at, mut index) = (0usize, 0u64);
-        while at < counts.len() {
+        let (mut at, mut index) = (0usize, 0usize);
+        while let Some(&first) = counts.get(at) {
             let (mut zz, mut shift) = (0u64, 0u32);
-            loop {
-                let b = *counts.get(at).ok_or("varint cut short")?;
+            // Most counts and zero runs fit one byte: skip the loop for them.
+            if first < 0x80 {
                 at += 1;
-                if shift == 56 {
-                    zz |= u64::from(b) << 56;
-                    break;
+                zz = u64::from(first);
+            } else {
+                loop {
+                    let b = *counts.get(at).ok_or("varint cut short")?;
+                    at += 1;
+                    if shift == 56 {
+                        zz |= u64::from(b) << 56;
+                        break;
+                    }
+                    zz |= u64::from(b & 0x7f) << shift;
+                    if b & 0x80 == 0 {
+                        break;
+                    }
+                    shift += 7;
                 }
-                zz |= u64::from(b & 0x7f) << shift;
-                if b & 0x80 == 0 {
-                    break;
-                }
-                shift += 7;
             }
             let n = ((zz >> 1) as i64) ^ -((zz & 1) as i64);
             if n < 0 {
-                index = index.saturating_add(n.unsigned_abs());
+                index = index.saturating_add(usize::try_from(n.unsigned_abs()).unwrap_or(usize::MAX));
             } else {
                 if n > 0 {
-                    let value = value_of(index).ok_or("a value beyond 64 bits")?;
-                    out.buckets.push((value, n as u64));
+                    // The same layout adds index by index; a merge checks the range.
+                    let mine = if theirs == ours {
+                        index
+                    } else {
+                        ours.index_of(theirs.value_of(index).ok_or("a value beyond 64 bits")?)
+                    };
+                    out.buckets.push((mine, n as u64));
                     out.total = out.total.checked_add(n as u64).ok_or("count overflow")?;
                 }
-                index += 1;
+                index = index.saturating_add(1);
             }
         }
         Ok(out)
@@ -587,9 +697,11 @@ mod tests {
             let counts = CountsDecoder::default().decode(&bytes).unwrap();
             assert_eq!(counts.total, h.len());
             // Each bucket by its lowest value; recording it again lands in the same bucket.
-            assert_eq!(counts.buckets, lowest, "compressed: {compressed}");
+            let values: Vec<(u64, u64)> =
+                counts.buckets.iter().map(|&(i, n)| (Layout::ours().value_of(i).unwrap(), n)).collect();
+            assert_eq!(values, lowest, "compressed: {compressed}");
             let mut again = new_histogram();
-            for &(v, n) in &counts.buckets {
+            for &(v, n) in &values {
                 again.record_n(v, n).unwrap();
             }
             let back: Vec<(u64, u64)> =
@@ -601,6 +713,37 @@ mod tests {
         bad.truncate(bad.len() / 2);
         assert!(CountsDecoder::default().decode(&bad).is_err());
         assert!(CountsDecoder::default().decode(b"nonsense").is_err());
+    }
+
+    #[test]
+    fn layouts_index_values_as_the_crate_does() {
+        use hdrhistogram::serialization::Serializer;
+        let values =
+            [1u64, 2, 3, 1023, 1024, 2047, 2048, 2049, 4095, 4096, 100_000, 123_456_789, 3_599_999_999];
+        for (low, digits) in [(1u64, 3u8), (1, 2), (1, 4), (4, 3), (1000, 2)] {
+            let layout = Layout::new(low, u32::from(digits));
+            let mut h = Histogram::<u64>::new_with_bounds(low, 3_600_000_000, digits).unwrap();
+            for &v in values.iter().filter(|&&v| v >= low) {
+                let i = layout.index_of(v);
+                assert_eq!(layout.value_of(i), Some(h.lowest_equivalent(v)), "{v} at {low}/{digits}");
+                h.record(v).unwrap();
+            }
+            // A histogram of another layout decodes to the buckets of ours.
+            let mut bytes = Vec::new();
+            V2DeflateSerializer::new().serialize(&h, &mut bytes).unwrap();
+            let counts = CountsDecoder::default().decode(&bytes).unwrap();
+            let mut ours = new_histogram();
+            for &v in values.iter().filter(|&&v| v >= low) {
+                ours.record(h.lowest_equivalent(v)).unwrap();
+            }
+            let want: Vec<usize> =
+                ours.iter_recorded().map(|v| Layout::ours().index_of(v.value_iterated_to())).collect();
+            let mut got: Vec<usize> = counts.buckets.iter().map(|&(i, _)| i).collect();
+            got.dedup();
+            assert_eq!(got, want, "{low}/{digits}");
+            assert_eq!(counts.total, h.len());
+        }
+        assert_eq!(Layout::ours().value_of(usize::MAX), None);
     }
 
     #[test]

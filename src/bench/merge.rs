@@ -17,8 +17,9 @@ use serde::Serialize;
 use thiserror::Error;
 
 use super::conn::ErrorLog;
-use super::hdrlog::{self, LogError};
+use super::hdrlog::{self, Layout, LogError};
 use super::report::Report;
+use super::search::{Search, SearchConfig, Slo, Step, StepStart};
 use super::stats::{Stats, new_histogram};
 
 /// Most points on the merged timeline: longer runs get coarser points, so the
@@ -105,6 +106,14 @@ pub enum MergeError {
         /// Why.
         source: LogError,
     },
+    /// Logs of a sharded `--find-max-rate` that do not fit together.
+    #[error("{name}: {what}")]
+    Steps {
+        /// The log's name.
+        name: String,
+        /// Why.
+        what: String,
+    },
     /// A histogram that cannot be added (another unit or range).
     #[error("{name}: {what}")]
     Histogram {
@@ -118,23 +127,71 @@ pub enum MergeError {
 /// Most threads decoding logs at once; each holds one log's text.
 pub const MAX_THREADS: usize = 8;
 
+/// What `tcpkit bench merge` made of its logs.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // One value per command; boxing buys nothing.
+pub enum Outcome {
+    /// Logs of one run: its merged report.
+    Run(Merged),
+    /// Logs of a sharded `--find-max-rate`: every step judged, and the answer.
+    Search(MergedSearch),
+}
+
+/// Merge the logs at `paths` (`-` is stdin), each at most `max_bytes` long: the
+/// steps of a sharded `--find-max-rate` when the first log holds steps, else one run.
+pub fn merge_paths(paths: &[std::path::PathBuf], max_bytes: u64) -> Result<Outcome, MergeError> {
+    let Some(first_path) = paths.first() else { return Err(MergeError::Empty) };
+    let mut first = String::new();
+    read_log(first_path, max_bytes, &mut first)?;
+    if !is_step_log(&first) {
+        return merge_files_with(paths, max_bytes, Some(first)).map(Outcome::Run);
+    }
+    // Step logs are short (a few steps of seconds): read them all, then merge by step.
+    let mut texts = vec![(first_path.display().to_string(), first)];
+    for path in &paths[1..] {
+        let mut text = String::new();
+        read_log(path, max_bytes, &mut text)?;
+        texts.push((path.display().to_string(), text));
+    }
+    merge_search_texts(texts.iter().map(|(n, t)| (n.as_str(), t.as_str()))).map(Outcome::Search)
+}
+
 /// Merge the logs at `paths` (`-` is stdin), each at most `max_bytes` long.
 /// Logs are decoded on up to [`MAX_THREADS`] threads (one per core), each
 /// reading its logs one at a time; the agents keep the order given.
 pub fn merge_files(paths: &[std::path::PathBuf], max_bytes: u64) -> Result<Merged, MergeError> {
+    merge_files_with(paths, max_bytes, None)
+}
+
+/// [`merge_files`], with the first log's text already read when `first` is given.
+fn merge_files_with(
+    paths: &[std::path::PathBuf],
+    max_bytes: u64,
+    first: Option<String>,
+) -> Result<Merged, MergeError> {
+    let mut merger = Merger::default();
+    let rest = match (&first, paths.first()) {
+        (Some(text), Some(path)) => {
+            merger.add_at(0, &path.display().to_string(), text)?;
+            1
+        }
+        _ => 0,
+    };
+    drop(first);
+    let todo = &paths[rest.min(paths.len())..];
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     // Stdin can be read only once, by one thread.
-    let stdin = paths.iter().any(|p| p.as_os_str() == "-");
-    let threads = if stdin { 1 } else { cores.min(MAX_THREADS).min(paths.len()).max(1) };
+    let stdin = todo.iter().any(|p| p.as_os_str() == "-");
+    let threads = if stdin { 1 } else { cores.min(MAX_THREADS).min(todo.len()).max(1) };
     let parts: Vec<Result<Merger, MergeError>> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|t| {
                 scope.spawn(move || {
                     let mut merger = Merger::default();
                     let mut text = String::new();
-                    for (order, path) in paths.iter().enumerate().filter(|(i, _)| i % threads == t) {
+                    for (i, path) in todo.iter().enumerate().filter(|(i, _)| i % threads == t) {
                         read_log(path, max_bytes, &mut text)?;
-                        merger.add_at(order, &path.display().to_string(), &text)?;
+                        merger.add_at(rest + i, &path.display().to_string(), &text)?;
                     }
                     Ok(merger)
                 })
@@ -144,11 +201,41 @@ pub fn merge_files(paths: &[std::path::PathBuf], max_bytes: u64) -> Result<Merge
             || Err(MergeError::Histogram { name: "merge".into(), what: "a decoding thread panicked".into() });
         workers.into_iter().map(|w| w.join().unwrap_or_else(|_| panicked())).collect()
     });
-    let mut merger = Merger::default();
     for part in parts {
         merger.absorb(part?)?;
     }
     merger.finish()
+}
+
+/// True when the log's first `#tcpkit` line names a `--find-max-rate` step.
+fn is_step_log(text: &str) -> bool {
+    sections(text).first().and_then(|s| section_meta(s)).is_some_and(|m| m.step.is_some())
+}
+
+/// The log cut before each `#tcpkit {` line: one section per step of a sharded
+/// search (lines before the first go with it).
+fn sections(text: &str) -> Vec<&str> {
+    let mut cuts: Vec<usize> = text
+        .match_indices("#tcpkit {")
+        .map(|(i, _)| i)
+        .filter(|&i| i == 0 || text.as_bytes().get(i - 1) == Some(&b'\n'))
+        .collect();
+    // A cut at 0 would make an empty first section.
+    cuts.retain(|&i| i != 0);
+    let mut out = Vec::new();
+    let mut from = 0;
+    for cut in cuts {
+        out.push(&text[from..cut]);
+        from = cut;
+    }
+    out.push(&text[from..]);
+    out
+}
+
+/// The first `#tcpkit` line of a section, parsed.
+fn section_meta(section: &str) -> Option<hdrlog::Meta> {
+    let line = section.lines().find_map(|l| l.strip_prefix("#tcpkit "))?;
+    serde_json::from_str(line).ok()
 }
 
 /// Read one log into `text`, refusing one over `max_bytes`.
@@ -201,10 +288,16 @@ pub struct Merger {
     total: Option<Histogram<u64>>,
     /// Replies per whole second, by wall-clock second (Unix time, ms precision in the key).
     per_second: BTreeMap<i64, u64>,
-    /// Histograms per timeline point, by wall-clock second; merged into
-    /// [`MAX_TIMELINE`] points at the end. `u32` counts (a bucket of one second
-    /// would need 4 billion replies to overflow) halve their memory.
-    points: BTreeMap<i64, Histogram<u32>>,
+    /// Counts per timeline point, by wall-clock second, as flat arrays indexed
+    /// like [`Layout::ours`] (adding an interval is one addition per bucket it
+    /// holds, no value lookup); long enough for the highest bucket seen, and
+    /// thinned into [`MAX_TIMELINE`] histograms at the end. `u32` counts (a bucket
+    /// of one second would need 4 billion replies to overflow; they saturate)
+    /// halve their memory.
+    points: BTreeMap<i64, Vec<u32>>,
+    /// Set when adding the sections of one `--find-max-rate` step: step logs
+    /// are refused otherwise (they hold several runs).
+    of_steps: bool,
 }
 
 fn unix_ms(t: SystemTime) -> i64 {
@@ -234,11 +327,10 @@ impl Merger {
         for (k, n) in other.per_second {
             *self.per_second.entry(k).or_default() += n;
         }
-        for (k, h) in other.points {
+        for (k, counts) in other.points {
             match self.points.get_mut(&k) {
-                // Both auto-resize, so adding cannot fail.
-                Some(p) => drop(p.add(&h)),
-                None => drop(self.points.insert(k, h)),
+                Some(p) => add_flat(p, &counts),
+                None => drop(self.points.insert(k, counts)),
             }
         }
         self.agents.extend(other.agents);
@@ -248,7 +340,9 @@ impl Merger {
 
     /// [`Merger::add`] for the log given at place `order`.
     fn add_at(&mut self, order: usize, name: &str, text: &str) -> Result<(), MergeError> {
-        let mut hist = new_histogram();
+        // The agent's counts by bucket index; made a histogram once, at its end.
+        let mut flat: Vec<u64> = Vec::new();
+        let limit = new_histogram().distinct_values();
         let mut interval_errors: BTreeMap<String, u64> = BTreeMap::new();
         let mut last = Duration::ZERO;
         let mut failed = None;
@@ -258,21 +352,24 @@ impl Merger {
                 return;
             }
             let at = unix_ms(start + iv.start);
-            let point = points.entry(at.div_euclid(POINT_MS)).or_insert_with(|| {
-                // Auto-resizing: most timelines never need the hour of range.
-                let mut h =
-                    Histogram::new(3).unwrap_or_else(|_| unreachable!("3 significant digits are valid"));
-                h.auto(true);
-                h
-            });
-            // Only the buckets that hold samples: an interval has a few hundred of
-            // its tens of thousands (a whole-array `add` was most of the time).
-            for &(value, n) in &iv.histogram.buckets {
-                let point_n = u32::try_from(n).unwrap_or(u32::MAX);
-                if let Err(e) = hist.record_n(value, n).and_then(|()| point.record_n(value, point_n)) {
-                    failed = Some(format!("histogram out of range: {e:?}"));
+            let point = points.entry(at.div_euclid(POINT_MS)).or_default();
+            // Buckets come in increasing order: the last is the highest.
+            if let Some(&(high, _)) = iv.histogram.buckets.last() {
+                if high >= limit {
+                    failed =
+                        Some(format!("a latency beyond {} us (bucket {high})", super::stats::MAX_LATENCY_US));
                     return;
                 }
+                if flat.len() <= high {
+                    flat.resize(high + 1, 0);
+                }
+                if point.len() <= high {
+                    point.resize(high + 1, 0);
+                }
+            }
+            for &(i, n) in &iv.histogram.buckets {
+                flat[i] = flat[i].saturating_add(n);
+                point[i] = point[i].saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
             }
             for (k, n) in &iv.errors {
                 *interval_errors.entry(k.clone()).or_default() += n;
@@ -284,11 +381,19 @@ impl Merger {
         if let Some(what) = failed {
             return Err(MergeError::Histogram { name: name.to_string(), what });
         }
+        let mut hist = new_histogram();
+        fill(&mut hist, &flat).map_err(|what| MergeError::Histogram { name: name.to_string(), what })?;
         // Once per agent, not per interval.
         let total = self.total.get_or_insert_with(new_histogram);
         total
             .add(&hist)
             .map_err(|e| MergeError::Histogram { name: name.to_string(), what: format!("{e:?}") })?;
+        if info.meta.step.is_some() && !self.of_steps {
+            return Err(MergeError::Steps {
+                name: name.to_string(),
+                what: "a log of a --find-max-rate among the logs of one run: merge them apart".into(),
+            });
+        }
         if info.meta.unit != "us" {
             return Err(MergeError::Histogram {
                 name: name.to_string(),
@@ -310,6 +415,22 @@ impl Merger {
                 warnings.push(format!(
                     "workloads differ: {} runs {}, {} runs {}",
                     meta.agent, meta.workload, m.agent, m.workload
+                ));
+            }
+            if m.proxy != meta.proxy || m.tls != meta.tls {
+                let how = |m: &hdrlog::Meta| {
+                    format!(
+                        "{} {}",
+                        m.proxy.as_deref().map_or("no PROXY header".to_string(), |v| format!("PROXY {v}")),
+                        if m.tls { "over TLS" } else { "over plain TCP" }
+                    )
+                };
+                warnings.push(format!(
+                    "connections differ: {} sends {}, {} sends {}",
+                    meta.agent,
+                    how(meta),
+                    m.agent,
+                    how(m)
                 ));
             }
             if m.addr != meta.addr {
@@ -417,29 +538,59 @@ impl Merger {
     }
 }
 
-/// Thin the per-second histograms to at most [`MAX_TIMELINE`] points, adding
+/// Add the flat counts `from` into `into`, index by index.
+fn add_flat(into: &mut Vec<u32>, from: &[u32]) {
+    if into.len() < from.len() {
+        into.resize(from.len(), 0);
+    }
+    for (a, b) in into.iter_mut().zip(from) {
+        *a = a.saturating_add(*b);
+    }
+}
+
+/// Record flat counts (indexed like [`Layout::ours`]) into `hist`.
+fn fill<T: hdrhistogram::Counter + TryFrom<u64>>(hist: &mut Histogram<T>, flat: &[T]) -> Result<(), String>
+where
+    u64: From<T>,
+{
+    let layout = Layout::ours();
+    for (i, &n) in flat.iter().enumerate().filter(|(_, n)| u64::from(**n) > 0) {
+        let value = layout.value_of(i).ok_or_else(|| format!("bucket {i} beyond 64 bits"))?;
+        hist.record_n(value, n).map_err(|e| format!("histogram out of range: {e:?}"))?;
+    }
+    Ok(())
+}
+
+/// Thin the per-second counts to at most [`MAX_TIMELINE`] points, adding
 /// neighbours (never averaging), and take each point's rate and percentiles.
-fn timeline(points: BTreeMap<i64, Histogram<u32>>, origin_ms: i64) -> Vec<TimelinePoint> {
+fn timeline(points: BTreeMap<i64, Vec<u32>>, origin_ms: i64) -> Vec<TimelinePoint> {
     let (Some(&lo), Some(&hi)) = (points.keys().next(), points.keys().next_back()) else { return Vec::new() };
     let span = (hi - lo + 1) as usize;
     let group = span.div_ceil(MAX_TIMELINE).max(1) as i64;
-    let mut grouped: BTreeMap<i64, Histogram<u32>> = BTreeMap::new();
-    for (k, h) in points {
+    let mut grouped: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
+    for (k, counts) in points {
         let g = (k - lo) / group;
         match grouped.get_mut(&g) {
-            // Both auto-resize, so adding cannot fail.
-            Some(acc) => drop(acc.add(&h)),
-            None => drop(grouped.insert(g, h)),
+            Some(acc) => add_flat(acc, &counts),
+            None => drop(grouped.insert(g, counts)),
         }
     }
     let width_s = (group * POINT_MS) as f64 / 1000.0;
     grouped
         .into_iter()
-        .map(|(g, h)| TimelinePoint {
-            at_s: ((lo + g * group) * POINT_MS - origin_ms) as f64 / 1000.0,
-            rate: h.len() as f64 / width_s,
-            p50_us: if h.is_empty() { 0 } else { h.value_at_quantile(0.5) },
-            p99_us: if h.is_empty() { 0 } else { h.value_at_quantile(0.99) },
+        .map(|(g, counts)| {
+            // Auto-resizing: most timelines never need the hour of range; the
+            // counts were checked against it when added.
+            let mut h =
+                Histogram::<u32>::new(3).unwrap_or_else(|_| unreachable!("3 significant digits are valid"));
+            h.auto(true);
+            let _ = fill(&mut h, &counts);
+            TimelinePoint {
+                at_s: ((lo + g * group) * POINT_MS - origin_ms) as f64 / 1000.0,
+                rate: h.len() as f64 / width_s,
+                p50_us: if h.is_empty() { 0 } else { h.value_at_quantile(0.5) },
+                p99_us: if h.is_empty() { 0 } else { h.value_at_quantile(0.99) },
+            }
         })
         .collect()
 }
@@ -542,11 +693,159 @@ impl Merged {
     }
 }
 
+/// One step of a sharded search, merged over the agents.
+#[derive(Debug)]
+pub struct MergedStep {
+    /// The step, as the agents logged it.
+    pub step: StepStart,
+    /// Its merged report, agent table and warnings.
+    pub merged: Merged,
+}
+
+/// A sharded `--find-max-rate`, merged: each step judged on the added
+/// histograms, with the single-machine search's report.
+#[derive(Debug)]
+pub struct MergedSearch {
+    /// The steps' verdicts and the answer.
+    pub search: Search,
+    /// Each step merged.
+    pub steps: Vec<MergedStep>,
+    /// Agents (logs) merged.
+    pub agents: usize,
+    /// Steps some agent did not log, agents that disagree on a step, and each
+    /// step's own warnings.
+    pub warnings: Vec<String>,
+}
+
+/// Merge logs of a sharded `--find-max-rate` given as (name, text): each
+/// agent's log holds one section per step; the same step of every agent is
+/// merged as one run and judged against the target the agents were given.
+pub fn merge_search_texts<'a>(
+    logs: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<MergedSearch, MergeError> {
+    // By step: the step as first logged, and every agent's (name, section) of it.
+    type Sections<'t> = Vec<(&'t str, &'t str)>;
+    let mut by_step: BTreeMap<u32, (StepStart, Sections<'a>)> = BTreeMap::new();
+    let mut warnings = Vec::new();
+    let mut agents = 0;
+    for (name, text) in logs {
+        agents += 1;
+        for section in sections(text) {
+            let meta = section_meta(section)
+                .ok_or_else(|| MergeError::Log { name: name.to_string(), source: LogError::NoMeta })?;
+            let step = meta.step.ok_or_else(|| MergeError::Steps {
+                name: name.to_string(),
+                what: "a log of one run among the logs of a --find-max-rate: merge them apart".into(),
+            })?;
+            let (first, group) = by_step.entry(step.index).or_insert_with(|| (step.clone(), Vec::new()));
+            if first.rate != step.rate || first.slo != step.slo || first.steps != step.steps {
+                warnings.push(format!(
+                    "step {}: {} ran {:.0}/s against {}, another agent {:.0}/s against {}: different schedules",
+                    step.index, meta.agent, step.rate, step.slo, first.rate, first.slo
+                ));
+            }
+            group.push((name, section));
+        }
+    }
+    let Some((first, _)) = by_step.values().next() else { return Err(MergeError::Empty) };
+    let bad_slo = |what: String| MergeError::Steps { name: "merge".into(), what };
+    let slo: Slo = first.slo.parse().map_err(|e| bad_slo(format!("target {:?}: {e}", first.slo)))?;
+    let rates: Vec<f64> = by_step.values().map(|(s, _)| s.rate).collect();
+    let config = SearchConfig {
+        slo: slo.clone(),
+        min_rate: rates.iter().copied().fold(f64::INFINITY, f64::min),
+        max_rate: rates.iter().copied().fold(0.0, f64::max),
+        steps: first.steps,
+        step: Duration::ZERO,
+        gap: Duration::ZERO,
+    };
+    if by_step.len() < first.steps as usize {
+        warnings.push(format!("only {} of the {} steps were logged", by_step.len(), first.steps));
+    }
+    let mut search = Search::new(config);
+    let mut steps = Vec::new();
+    for (index, (step, group)) in by_step {
+        if group.len() < agents {
+            warnings.push(format!("step {index}: logged by {} of {agents} agents", group.len()));
+        }
+        let mut merger = Merger { of_steps: true, ..Merger::default() };
+        for (name, section) in group {
+            merger.add(name, section)?;
+        }
+        let merged = merger.finish()?;
+        warnings.extend(merged.warnings.iter().map(|w| format!("step {index}: {w}")));
+        search.record(Step::judge(step.rate, &merged.report, &slo));
+        steps.push(MergedStep { step, merged });
+    }
+    Ok(MergedSearch { search, steps, agents, warnings })
+}
+
+impl MergedSearch {
+    /// The search's steps and answer, then each step's agents and start spread,
+    /// then the warnings.
+    pub fn text(&self) -> String {
+        use std::fmt::Write as _;
+        let mut s = self.search.text();
+        let _ = writeln!(s, "agents:      {}, each step's histograms added over them", self.agents);
+        let _ = writeln!(
+            s,
+            "  {:>4} {:>10} {:>7} {:>10} {:>13}",
+            "step", "offered/s", "agents", "verified", "start spread"
+        );
+        for st in &self.steps {
+            let _ = writeln!(
+                s,
+                "  {:>4} {:>10.0} {:>7} {:>10} {:>11.3} s",
+                st.step.index,
+                st.step.rate,
+                st.merged.agents.len(),
+                st.merged.report.stats.count(),
+                st.merged.start_spread.as_secs_f64()
+            );
+        }
+        for w in &self.warnings {
+            let _ = writeln!(s, "warning: {w}");
+        }
+        s
+    }
+
+    /// The search's JSON with `agents`, `step_details` and `warnings` added.
+    pub fn json(&self) -> serde_json::Value {
+        let mut j = self.search.json();
+        if let Some(o) = j.as_object_mut() {
+            let details: Vec<serde_json::Value> = self
+                .steps
+                .iter()
+                .map(|st| {
+                    serde_json::json!({
+                        "index": st.step.index,
+                        "rate": st.step.rate,
+                        "agents": st.merged.agents,
+                        "verified": st.merged.report.stats.count(),
+                        "start_spread_s": st.merged.start_spread.as_secs_f64(),
+                        "errors": st.merged.report.errors.counts,
+                    })
+                })
+                .collect();
+            o.insert("agents".into(), serde_json::json!(self.agents));
+            o.insert("step_details".into(), serde_json::json!(details));
+            o.insert("warnings".into(), serde_json::json!(self.warnings));
+        }
+        j
+    }
+
+    /// Did some step meet the target?
+    pub fn found(&self) -> bool {
+        self.search.best().is_some()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::bench::hdrlog::HdrLogWriter;
     use crate::bench::run::{Interval, Observer, Started};
+    use crate::bench::search::StepStart;
     use crate::bench::{Config, Shard, Workload};
 
     /// A log of agent `index` of `count`, starting at `start`, with `samples[i]`
@@ -667,6 +966,14 @@ mod tests {
         let w = merged.warnings.join("\n");
         assert!(w.contains("do not overlap"), "{w}");
         assert!(w.contains("workloads differ"), "{w}");
+        // Agents that differ in PROXY header or TLS are not one load either.
+        let tls = b.replace("\"tls\":false", "\"tls\":true,\"proxy\":\"v2\"");
+        let merged = merge_texts([("a", a.as_str()), ("b", tls.as_str())]).unwrap();
+        let w = merged.warnings.join("\n");
+        assert!(
+            w.contains("connections differ: agent-0 sends no PROXY header over plain TCP, agent-1 sends PROXY v2 over TLS"),
+            "{w}"
+        );
         // A log cut short still counts its intervals, with a warning.
         let cut: String =
             a.lines().filter(|l| !l.starts_with("#tcpkit-end")).map(|l| format!("{l}\n")).collect();
@@ -703,6 +1010,114 @@ mod tests {
         assert_eq!(names, ["agent-0", "agent-1", "agent-2", "agent-3", "agent-4"]);
         let err = merge_files(&paths, 100).unwrap_err();
         assert!(err.to_string().contains("longer than 100 bytes"), "{err}");
+    }
+
+    /// A sharded search's log of agent `index` of `count`: one section per step
+    /// of `rates`, `per_step(k)` samples in step k, `errors(k)` errors in it.
+    fn search_log(
+        index: u32,
+        count: u32,
+        t0: SystemTime,
+        rates: &[f64],
+        per_step: impl Fn(usize) -> Vec<u64>,
+        errors: impl Fn(usize) -> u64,
+    ) -> String {
+        let mut config = Config::new("10.0.0.1:9999");
+        config.connections = 4;
+        config.shard = Some(Shard { index, count });
+        let mut w = HdrLogWriter::new(Vec::new(), &config, &format!("agent-{index}"));
+        for (k, &rate) in rates.iter().enumerate() {
+            w.step(&StepStart { index: k as u32, steps: rates.len() as u32, rate, slo: "p99<=10ms".into() });
+            w.started(&Started {
+                addr: "10.0.0.1:9999".parse().unwrap(),
+                at: t0 + Duration::from_secs(3 * k as u64) + Duration::from_millis(u64::from(index)),
+                connections: 2,
+                first_id: u64::from(index) * 2,
+                rate: Some(rate / f64::from(count)),
+            });
+            let mut h = new_histogram();
+            let mut stats = Stats::new();
+            for v in per_step(k) {
+                h.record(v).unwrap();
+                stats.record(Duration::from_micros(v), Duration::ZERO);
+            }
+            let mut errs = ErrorLog::default();
+            let mut e = BTreeMap::new();
+            if errors(k) > 0 {
+                e.insert("timeout".to_string(), errors(k));
+                errs.counts.insert("timeout".into(), errors(k));
+            }
+            w.interval(&Interval {
+                start: Duration::ZERO,
+                length: Duration::from_secs(1),
+                histogram: &h,
+                errors: &e,
+            });
+            let mut report = Report::for_tests(errs);
+            report.stats = stats;
+            report.window = Duration::from_secs(1);
+            w.step_done(&report);
+        }
+        String::from_utf8(w.close().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn step_logs_merge_per_step_to_the_highest_rate_meeting_the_target() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_000_000);
+        let rates = [1000.0, 2000.0, 4000.0, 8000.0];
+        // Each agent completes its half of every step's rate in the 1 s window.
+        // Step 1: agent 0 alone is well under 10 ms, agent 1 has a 4% tail at
+        // 50 ms: 2% of all replies, so the merged p99 is over 10 ms though
+        // agent 0's own p99 passes.
+        // Step 2 passes on both. Step 3: an error on agent 1 fails it.
+        let samples = |agent: u32| {
+            move |k: usize| -> Vec<u64> {
+                let n = (rates[k] / 2.0) as usize;
+                (0..n)
+                    .map(|i| if k == 1 && agent == 1 && i % 25 == 0 { 50_000 } else { 1000 + i as u64 % 500 })
+                    .collect()
+            }
+        };
+        let a = search_log(0, 2, t0, &rates, samples(0), |_| 0);
+        let b = search_log(1, 2, t0, &rates, samples(1), |k| u64::from(k == 3));
+        assert_eq!(a.matches("#tcpkit {").count(), 4, "{a}");
+        let m = merge_search_texts([("a", a.as_str()), ("b", b.as_str())]).unwrap();
+        let verdicts: Vec<bool> = m.search.steps.iter().map(|s| s.failed.is_none()).collect();
+        assert_eq!(verdicts, [true, false, true, false], "{}", m.text());
+        assert_eq!(m.search.best(), Some(4000.0));
+        assert_eq!(m.steps[2].merged.report.stats.count(), 4000, "both agents' replies count");
+        // Over the merged window: 1 s and the agents' 1 ms start spread.
+        assert_eq!(m.search.steps[2].achieved.round(), (4000.0 / 1.001f64).round());
+        assert!(m.search.steps[1].failed.as_deref().unwrap().starts_with("p99"), "{:?}", m.search.steps[1]);
+        assert_eq!(m.search.steps[3].errors, 1);
+        assert!(m.warnings.is_empty(), "{:?}", m.warnings);
+        // Exact: a step's merged histogram is that of both agents' samples.
+        let mut all = new_histogram();
+        for v in samples(0)(1).into_iter().chain(samples(1)(1)) {
+            all.record(v).unwrap();
+        }
+        assert_eq!(m.steps[1].merged.report.stats.histogram(), &all);
+        assert_eq!(m.steps[0].merged.start_spread, Duration::from_millis(1));
+        let text = m.text();
+        assert!(text.contains("highest rate meeting the target: 4000/s"), "{text}");
+        assert!(text.contains("agents:      2"), "{text}");
+        let j = m.json();
+        assert_eq!(j["max_rate"], 4000.0);
+        assert_eq!(j["step_details"][3]["errors"]["timeout"], 1);
+        // An agent that missed a step is warned about; a log of a plain run does not mix in.
+        let cut = b.split("#tcpkit {").take(3).collect::<Vec<_>>().join("#tcpkit {");
+        let m = merge_search_texts([("a", a.as_str()), ("b", cut.as_str())]).unwrap();
+        assert!(m.warnings.iter().any(|w| w.contains("step 2: logged by 1 of 2 agents")), "{:?}", m.warnings);
+        let plain = agent_log(0, 1, t0, &samples_plain(), 0);
+        let err = merge_search_texts([("a", a.as_str()), ("p", plain.as_str())]).unwrap_err();
+        assert!(err.to_string().contains("merge them apart"), "{err}");
+        let err = merge_texts([("p", plain.as_str()), ("a", a.as_str())]).unwrap_err();
+        assert!(err.to_string().contains("merge them apart"), "{err}");
+        assert!(is_step_log(&a) && !is_step_log(&plain));
+    }
+
+    fn samples_plain() -> Vec<Vec<u64>> {
+        samples(0, 1, 10)
     }
 
     #[test]

@@ -315,15 +315,12 @@ pub enum BenchError {
     /// A start time too far ahead.
     #[error("--start-at is more than {} hours ahead", MAX_START_DELAY.as_secs() / 3600)]
     StartTooLate,
-    /// `--find-max-rate` with `--shard`.
+    /// `--find-max-rate` with `--shard` but no common start time.
     #[error(
-        "--find-max-rate does not run with --shard: every step's verdict needs every agent's histogram. \
-         By hand: run each step on every agent with the same --rate R (the total), --shard I/N, one \
-         --start-at and --hdr-log FILE; `tcpkit bench merge` the logs and read its percentiles and \
-         errors; double R while the target holds, then bisect between the last good and the first bad \
-         rate (README: \"The highest rate that meets a target\")"
+        "--find-max-rate with --shard needs --start-at: every agent runs the same steps at the same \
+         times, counted from it"
     )]
-    SearchWithShard,
+    SearchShardNeedsStart,
     /// A step count out of range.
     #[error("--max-steps: {0} is not in 1..={max}", max = search::MAX_STEPS)]
     Steps(u32),

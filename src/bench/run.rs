@@ -84,6 +84,10 @@ pub trait Observer: Send {
     /// [`Config::intervals`] is set); the last ones when the run ends. Their
     /// histograms add up to the report's.
     fn interval(&mut self, _interval: &Interval<'_>) {}
+    /// A sharded `--find-max-rate` step is about to run (before its `started`).
+    fn step(&mut self, _step: &super::search::StepStart) {}
+    /// That step's run ended with `report`.
+    fn step_done(&mut self, _report: &Report) {}
 }
 
 /// The observer that ignores everything.

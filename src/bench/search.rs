@@ -6,12 +6,17 @@
 //! The search itself ([`Search`]) is a state machine free of I/O, tested with a
 //! made-up server; [`find_max_rate`] drives it with real runs.
 //!
-//! Not for: agents splitting one search (`--shard`): each step's verdict would
-//! need every agent's histogram first.
+//! With `--shard` the agents do not talk to each other, so none can wait for a
+//! verdict: every agent runs the same fixed ladder of rates ([`Schedule`]), step
+//! `k` at `--start-at + k x (warm-up + step + gap)`, each taking its share of the
+//! step's rate and logging the step to its `--hdr-log`; `tcpkit bench merge`
+//! then judges every step on the added histograms and gives the answer.
+//!
+//! Not for: adding the agents' steps up (`merge.rs`).
 use std::fmt;
 use std::fmt::Write as _;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use plotters::prelude::*;
 use serde::Serialize;
@@ -28,6 +33,10 @@ pub const DEFAULT_STEP: Duration = Duration::from_secs(5);
 pub const DEFAULT_MIN_RATE: f64 = 100.0;
 /// The highest rate tried by default.
 pub const DEFAULT_MAX_RATE: f64 = 1_000_000.0;
+/// Time from the end of one sharded step's measured window to the next step's
+/// warm-up, by default: the last replies drain and the connections close, and
+/// the next step connects.
+pub const DEFAULT_STEP_GAP: Duration = Duration::from_secs(2);
 /// The search stops when the best pass is within this fraction of the lowest fail.
 pub const PRECISION: f64 = 0.05;
 /// A step must complete at least this fraction of its offered requests: below
@@ -104,6 +113,42 @@ pub struct SearchConfig {
     pub steps: u32,
     /// Measured time of each step.
     pub step: Duration,
+    /// With `--shard`: time between one step's window and the next step's warm-up.
+    pub gap: Duration,
+}
+
+/// The fixed plan of a sharded search: the same on every agent, computed from
+/// the flags alone, so the agents take the same step at the same time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Schedule {
+    /// The offered rate of each step, in total over all agents: geometric from
+    /// the lowest to the highest rate (one step: the lowest).
+    pub rates: Vec<f64>,
+    /// When step 0's measured window opens.
+    pub start_at: SystemTime,
+    /// From one step's window to the next one's: warm-up + step + gap.
+    pub period: Duration,
+}
+
+impl Schedule {
+    /// The schedule of `search` from `start_at`, each step after `warmup`.
+    pub fn new(search: &SearchConfig, start_at: SystemTime, warmup: Duration) -> Self {
+        let n = search.steps.max(1);
+        let ratio = search.max_rate / search.min_rate;
+        let rates = (0..n)
+            .map(|k| match k {
+                0 => search.min_rate,
+                k if k + 1 == n => search.max_rate,
+                k => search.min_rate * ratio.powf(f64::from(k) / f64::from(n - 1)),
+            })
+            .collect();
+        Schedule { rates, start_at, period: warmup + search.step + search.gap }
+    }
+
+    /// When step `k`'s measured window opens.
+    pub fn step_start(&self, k: usize) -> SystemTime {
+        self.start_at + self.period * k as u32
+    }
 }
 
 /// One step's result.
@@ -160,12 +205,14 @@ pub struct Search {
     pub steps: Vec<Step>,
     best: Option<f64>,
     lowest_fail: Option<f64>,
+    /// Set on a shard's own search: its steps are its share, not the answer.
+    pub shard: Option<super::Shard>,
 }
 
 impl Search {
     /// A search that has run nothing yet.
     pub fn new(config: SearchConfig) -> Self {
-        Search { config, steps: Vec::new(), best: None, lowest_fail: None }
+        Search { config, steps: Vec::new(), best: None, lowest_fail: None, shard: None }
     }
 
     /// The next rate to try; `None` when the search is over.
@@ -195,6 +242,11 @@ impl Search {
         self.steps.push(step);
     }
 
+    /// The latency target.
+    pub fn slo(&self) -> &Slo {
+        &self.config.slo
+    }
+
     /// The highest rate that passed.
     pub fn best(&self) -> Option<f64> {
         self.best
@@ -221,6 +273,15 @@ impl Search {
                 st.failed.as_deref().map_or("pass".to_string(), |f| format!("fail: {f}"))
             );
         }
+        if let Some(sh) = self.shard {
+            let _ = writeln!(
+                s,
+                "these are shard {}/{}'s steps (its share of each rate); the answer is `tcpkit bench merge` \
+                 of every agent's --hdr-log",
+                sh.index, sh.count
+            );
+            return s;
+        }
         match self.best {
             Some(b) => {
                 let _ = writeln!(s, "highest rate meeting the target: {b:.0}/s");
@@ -234,11 +295,17 @@ impl Search {
 
     /// The steps and the answer as JSON.
     pub fn json(&self) -> serde_json::Value {
-        serde_json::json!({
+        let mut j = serde_json::json!({
             "slo": self.config.slo.to_string(),
             "steps": self.steps,
             "max_rate": self.best,
-        })
+        });
+        if let Some(sh) = self.shard {
+            // A shard's steps are its share: the answer comes from the merge.
+            j["max_rate"] = serde_json::Value::Null;
+            j["shard"] = serde_json::json!(format!("{}/{}", sh.index, sh.count));
+        }
+        j
     }
 
     /// Latency (p50, p99) against offered rate, as an SVG chart.
@@ -285,6 +352,19 @@ impl Search {
     }
 }
 
+/// A sharded step about to run (told to the [`Observer`] before its run).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct StepStart {
+    /// Its place in the schedule, from 0.
+    pub index: u32,
+    /// Steps in the schedule.
+    pub steps: u32,
+    /// Its offered rate over all agents, requests per second.
+    pub rate: f64,
+    /// The latency target, as given.
+    pub slo: String,
+}
+
 /// Run the search against the server `config` describes: each step is a run of
 /// `search.step` at the step's rate, with `config`'s warm-up and connections.
 pub async fn find_max_rate(
@@ -292,9 +372,6 @@ pub async fn find_max_rate(
     search: SearchConfig,
     observer: &mut dyn Observer,
 ) -> Result<Search, BenchError> {
-    if config.shard.is_some() {
-        return Err(BenchError::SearchWithShard);
-    }
     if !(search.min_rate > 0.0
         && search.min_rate.is_finite()
         && search.max_rate >= search.min_rate
@@ -306,6 +383,26 @@ pub async fn find_max_rate(
         return Err(BenchError::Steps(search.steps));
     }
     let mut state = Search::new(search);
+    if let Some(shard) = config.shard {
+        let start_at = config.start_at.ok_or(BenchError::SearchShardNeedsStart)?;
+        let schedule = Schedule::new(&state.config, start_at, config.warmup);
+        let steps = schedule.rates.len() as u32;
+        state.shard = Some(shard);
+        for (k, &rate) in schedule.rates.iter().enumerate() {
+            let mut step_config = config.clone();
+            step_config.rate = Some(rate);
+            step_config.duration = Some(state.config.step);
+            step_config.requests = None;
+            step_config.start_at = Some(schedule.step_start(k));
+            observer.step(&StepStart { index: k as u32, steps, rate, slo: state.config.slo.to_string() });
+            let report = super::run_with(&step_config, observer).await?;
+            observer.step_done(&report);
+            // Judged on this agent's share only: the merge judges the whole.
+            let share = report.rate.unwrap_or(rate);
+            state.record(Step::judge(share, &report, &state.config.slo));
+        }
+        return Ok(state);
+    }
     while let Some(rate) = state.next_rate() {
         let mut step_config = config.clone();
         step_config.rate = Some(rate);
@@ -328,6 +425,7 @@ mod tests {
             max_rate: 1_000_000.0,
             steps,
             step: Duration::from_secs(1),
+            gap: DEFAULT_STEP_GAP,
         }
     }
 
@@ -377,6 +475,29 @@ mod tests {
         }
         assert_eq!((s.steps.len(), s.best()), (1, None));
         assert!(s.text().contains("no rate tried met the target"));
+    }
+
+    #[test]
+    fn the_sharded_schedule_is_a_fixed_geometric_ladder_on_fixed_times() {
+        let mut c = config(4);
+        c.min_rate = 1000.0;
+        c.max_rate = 8000.0;
+        c.step = Duration::from_millis(500);
+        c.gap = Duration::from_millis(300);
+        let t0 = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_000_000);
+        let s = Schedule::new(&c, t0, Duration::from_millis(200));
+        assert_eq!(s.rates.len(), 4);
+        for (got, want) in s.rates.iter().zip([1000.0, 2000.0, 4000.0, 8000.0]) {
+            assert!((got - want).abs() < 1e-6, "{:?}", s.rates);
+        }
+        // Every agent computes the same times: warm-up + step + gap apart.
+        assert_eq!(s.period, Duration::from_millis(1000));
+        assert_eq!(s.step_start(0), t0);
+        assert_eq!(s.step_start(3), t0 + Duration::from_secs(3));
+        assert_eq!(Schedule::new(&c, t0, Duration::from_millis(200)), s);
+        // One step: the lowest rate only.
+        c.steps = 1;
+        assert_eq!(Schedule::new(&c, t0, Duration::ZERO).rates, vec![1000.0]);
     }
 
     #[test]

@@ -145,7 +145,10 @@ impl Stats {
         let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX).clamp(1, MAX_LATENCY_US);
         self.hist.saturating_record(us);
         if let Some(iv) = &mut self.intervals {
-            let index = (at.as_nanos() / iv.length.as_nanos()) as u64;
+            // In u64 nanoseconds (584 years): a u128 division per sample is
+            // measurable on the hot path.
+            let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+            let index = nanos(at) / nanos(iv.length).max(1);
             let slot = (index.saturating_sub(iv.next) as usize).min(MAX_OPEN_INTERVALS - 1);
             while iv.open.len() <= slot {
                 iv.open.push_back(new_histogram());

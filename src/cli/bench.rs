@@ -216,7 +216,10 @@ pub fn parse_malformed(s: &str) -> Result<Malformed, String> {
 pub struct SearchArgs {
     /// Search for the highest open-loop rate that meets `--slo` with zero errors:
     /// short steps of `--step-duration`, doubling from `--min-rate`, then bisecting.
-    #[arg(long, conflicts_with_all = ["rate", "requests", "hdr_log"])]
+    /// With `--shard` (and `--start-at`, `--hdr-log`): every agent runs the same
+    /// `--max-steps` rates, geometric from `--min-rate` to `--max-rate`, at the
+    /// same times; `tcpkit bench merge` of the logs judges each step and answers.
+    #[arg(long, conflicts_with_all = ["rate", "requests"])]
     pub find_max_rate: bool,
 
     /// The latency target of `--find-max-rate`: `p99<=10ms`, or several, `p50<=1ms,p99<=10ms`.
@@ -239,6 +242,12 @@ pub struct SearchArgs {
     /// Measured time of each `--find-max-rate` step (after `--warmup`).
     #[arg(long, value_name = "TIME", default_value_t = Time(bench::search::DEFAULT_STEP), requires = "find_max_rate")]
     pub step_duration: Time,
+
+    /// With `--shard`: time from one step's end to the next step's warm-up, for
+    /// replies to drain and connections to close and open again. Step K's window
+    /// opens at `--start-at` + K x (warm-up + step + gap).
+    #[arg(long, value_name = "TIME", default_value_t = Time(bench::search::DEFAULT_STEP_GAP), requires = "find_max_rate")]
+    pub step_gap: Time,
 }
 
 /// What `tcpkit bench` does besides running.
@@ -276,18 +285,35 @@ pub struct MergeArgs {
 
 /// Run `tcpkit bench merge`.
 pub fn merge(args: &MergeArgs) -> Result<(), Failure> {
-    let merged = bench::merge::merge_files(&args.files, args.max_log_bytes)
-        .map_err(|e| Failure::new(exit_code(&Ending::Local), format!("bench merge: {e}")))?;
+    let local = |e: String| Failure::new(exit_code(&Ending::Local), format!("bench merge: {e}"));
+    let outcome =
+        bench::merge::merge_paths(&args.files, args.max_log_bytes).map_err(|e| local(e.to_string()))?;
     let mut stdout = std::io::stdout().lock();
+    let merged = match outcome {
+        bench::merge::Outcome::Run(merged) => merged,
+        bench::merge::Outcome::Search(found) => {
+            let printed = if args.json {
+                writeln!(stdout, "{}", found.json())
+            } else {
+                write!(stdout, "{}", found.text())
+            };
+            // A closed stdout loses the report, not the verdict.
+            drop(printed);
+            if let Some(path) = &args.plot {
+                found.search.plot(path).map_err(local)?;
+            }
+            return match exit_code(&Ending::Searched { found: found.found() }) {
+                0 => Ok(()),
+                code => Err(Failure::new(code, format!("bench merge: no step met {}", found.search.slo()))),
+            };
+        }
+    };
     let printed =
         if args.json { writeln!(stdout, "{}", merged.json()) } else { write!(stdout, "{}", merged.text()) };
     // A closed stdout loses the report, not the verdict.
     drop(printed);
     if let Some(path) = &args.plot {
-        merged
-            .report
-            .plot(path)
-            .map_err(|e| Failure::new(exit_code(&Ending::Local), format!("bench merge: {e}")))?;
+        merged.report.plot(path).map_err(local)?;
     }
     match exit_code(&Ending::Ran { report: &merged.report, allow_errors: args.allow_errors }) {
         0 => Ok(()),
@@ -421,6 +447,16 @@ impl Observer for Observers {
             l.interval(iv);
         }
     }
+    fn step(&mut self, step: &bench::search::StepStart) {
+        if let Some(l) = &mut self.log {
+            l.step(step);
+        }
+    }
+    fn step_done(&mut self, report: &Report) {
+        if let Some(l) = &mut self.log {
+            l.step_done(report);
+        }
+    }
 }
 
 /// How a `tcpkit bench` run ended, as far as its exit code cares.
@@ -487,7 +523,7 @@ pub fn run(args: BenchArgs) -> Result<(), Failure> {
         .map_err(|e| Failure::new(exit_code(&Ending::Local), format!("bench: runtime: {e}")))?;
     let status = Status { on: !args.quiet && std::io::stderr().is_terminal(), last: None };
     if args.search.find_max_rate {
-        return search(&args, &config, &rt, status);
+        return search(&args, &config, &rt, Observers { status, log });
     }
     let mut observers = Observers { status, log };
     let result = rt.block_on(bench::run_with(&config, &mut observers));
@@ -517,35 +553,56 @@ pub fn run(args: BenchArgs) -> Result<(), Failure> {
     }
 }
 
-/// `--find-max-rate`: run the search, print its steps and answer, plot it.
+/// `--find-max-rate`: run the search, print its steps and answer, plot it. With
+/// `--shard`, run the fixed schedule, logging every step to `--hdr-log`.
 fn search(
     args: &BenchArgs,
     config: &Config,
     rt: &tokio::runtime::Runtime,
-    mut status: Status,
+    mut observers: Observers,
 ) -> Result<(), Failure> {
+    let bad = |what: &str| Failure::new(exit_code(&Ending::BadFlags), format!("bench: {what}"));
+    match (config.shard.is_some(), observers.log.is_some()) {
+        (true, false) => {
+            return Err(bad(
+                "--find-max-rate with --shard needs --hdr-log: the merge of the logs judges the steps",
+            ));
+        }
+        (false, true) => return Err(bad("--hdr-log with --find-max-rate needs --shard")),
+        _ => {}
+    }
     let search = bench::search::SearchConfig {
         slo: args.search.slo.clone(),
         min_rate: args.search.min_rate,
         max_rate: args.search.max_rate,
         steps: args.search.max_steps,
         step: args.search.step_duration.0,
+        gap: args.search.step_gap.0,
     };
-    let result = rt.block_on(bench::search::find_max_rate(config, search, &mut status));
-    status.clear();
+    let result = rt.block_on(bench::search::find_max_rate(config, search, &mut observers));
+    observers.status.clear();
     let found = match &result {
         Ok(s) => s,
         Err(e) => return Err(Failure::new(exit_code(&Ending::Refused(e)), format!("bench: {e}"))),
     };
-    let mut stdout = std::io::stdout().lock();
-    let printed =
-        if args.json { writeln!(stdout, "{}", found.json()) } else { write!(stdout, "{}", found.text()) };
+    let log_failed = observers.log.map(HdrLogWriter::close).and_then(Result::err);
+    // With the log on stdout, the steps go to stderr.
+    let to_stdout = args.hdr_log.as_deref() == Some(std::path::Path::new("-"));
+    let mut out: Box<dyn Write> =
+        if to_stdout { Box::new(std::io::stderr().lock()) } else { Box::new(std::io::stdout().lock()) };
+    let printed = if args.json { writeln!(out, "{}", found.json()) } else { write!(out, "{}", found.text()) };
     // A closed stdout loses the report, not the verdict.
     drop(printed);
+    drop(out);
+    if let Some(e) = log_failed {
+        return Err(Failure::new(exit_code(&Ending::Local), format!("bench: --hdr-log: {e}")));
+    }
     if let Some(path) = &args.plot {
         found.plot(path).map_err(|e| Failure::new(exit_code(&Ending::Local), format!("bench: {e}")))?;
     }
-    match exit_code(&Ending::Searched { found: found.best().is_some() }) {
+    // A shard ran its steps: the verdict is the merge's.
+    let found = found.best().is_some() || found.shard.is_some();
+    match exit_code(&Ending::Searched { found }) {
         0 => Ok(()),
         code => Err(Failure::new(code, format!("bench: no rate tried met {}", args.search.slo))),
     }

@@ -337,7 +337,84 @@ fn find_max_rate_steps_up_to_the_highest_rate_meeting_the_target() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("fail: p50") && text.contains("no rate tried met the target"), "{text}");
     assert!(stderr(&out).contains("no rate tried met p50<=1us"), "{}", stderr(&out));
-    // Not with a shard or a fixed rate.
+    // Not with a fixed rate.
     let out = tcpkit().args(["bench", &addr, "--find-max-rate", "--rate", "5"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn sharded_find_max_rate_agents_take_the_same_steps_and_the_merge_answers() {
+    use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+    let (_serve, addr) = start_serve(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let agents = 3;
+    // Time to start the processes and connect before step 0.
+    let start = (SystemTime::now() + Duration::from_secs(3)).duration_since(UNIX_EPOCH).unwrap();
+    let start = format!("{:.3}", start.as_secs_f64());
+    let rates = [300.0, 600.0, 1200.0];
+    let step_s = 0.4;
+    let mut children = Vec::new();
+    let mut paths = Vec::new();
+    for i in 0..agents {
+        let path = dir.path().join(format!("agent-{i}.hlog"));
+        let child = tcpkit()
+            .args(["bench", &addr, "-c", "6", "--json", "-q"])
+            .args(["--shard", &format!("{i}/{agents}"), "--source", &format!("127.0.0.{}", i + 2)])
+            .args(["--agent", &format!("agent-{i}"), "--start-at", &start, "--hdr-log"])
+            .arg(&path)
+            .args(["--find-max-rate", "--slo", "p99<=5s", "--min-rate", "300", "--max-rate", "1200"])
+            .args(["--max-steps", "3", "--step-duration", "400ms", "--step-gap", "500ms"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        children.push(child);
+        paths.push(path);
+    }
+    // 3 s to start, 3 steps of 0.9 s: bounded well within 60 s.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for mut child in children {
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("an agent did not finish in 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(j["max_rate"].is_null(), "an agent alone gives no answer: {j}");
+        assert_eq!(j["steps"].as_array().unwrap().len(), 3, "{j}");
+    }
+    let svg = dir.path().join("steps.svg");
+    let out = tcpkit().args(["bench", "merge", "--json", "--plot"]).arg(&svg).args(&paths).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let steps = j["steps"].as_array().unwrap();
+    let offered: Vec<f64> = steps.iter().map(|s| s["rate"].as_f64().unwrap()).collect();
+    assert_eq!(offered, rates, "the same ladder on every agent: {j}");
+    assert_eq!(j["agents"], agents);
+    for (k, d) in j["step_details"].as_array().unwrap().iter().enumerate() {
+        assert_eq!(d["agents"].as_array().unwrap().len(), agents, "step {k}: {j}");
+        // Together: a late agent would start its step at once, a whole step off.
+        assert!(d["start_spread_s"].as_f64().unwrap() < 0.3, "step {k} started together: {j}");
+        // Each agent took a third of the rate: together about rate x step, not 3x it.
+        let verified = d["verified"].as_f64().unwrap();
+        let want = rates[k] * step_s;
+        assert!(
+            verified <= want * 1.05 + 6.0 && verified >= want * 0.5,
+            "step {k}: {verified} of {want}: {j}"
+        );
+    }
+    // The answer is the highest step that passed; on a quiet machine all three do.
+    let passed: Vec<f64> =
+        steps.iter().filter(|s| s["failed"].is_null()).map(|s| s["rate"].as_f64().unwrap()).collect();
+    assert!(passed.contains(&300.0), "{j}");
+    assert_eq!(j["max_rate"].as_f64(), passed.iter().copied().reduce(f64::max), "{j}");
+    let chart = std::fs::read_to_string(&svg).unwrap();
+    assert!(chart.contains("latency against offered rate"), "{}", &chart[..200.min(chart.len())]);
+    let out = tcpkit().args(["bench", "merge"]).args(&paths).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("highest rate meeting the target") && text.contains("agents:      3"), "{text}");
 }

@@ -360,15 +360,29 @@ fn echo_workload_verifies_serve_configured_as_an_echo_server() {
 }
 
 #[test]
-fn find_max_rate_with_shard_is_refused_with_the_way_to_do_it_by_hand() {
+fn find_max_rate_with_shard_needs_a_start_time_and_a_log() {
+    let refused = |extra: &[&str]| {
+        let out = tcpkit()
+            .args(["bench", "127.0.0.1:1", "--find-max-rate", "--shard", "0/2", "-c", "4"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        stderr(&out)
+    };
+    let err = refused(&["--start-at", "2000000000"]);
+    assert!(err.contains("--find-max-rate with --shard needs --hdr-log"), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("a.hlog");
+    let err = refused(&["--hdr-log", log.to_str().unwrap()]);
+    assert!(err.contains("needs --start-at"), "{err}");
+    // And a log without a shard: the search's steps would not be merged.
     let out = tcpkit()
-        .args(["bench", "127.0.0.1:1", "--find-max-rate", "--shard", "0/2", "-c", "4"])
+        .args(["bench", "127.0.0.1:1", "--find-max-rate", "--hdr-log", log.to_str().unwrap()])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    let err = stderr(&out);
-    assert!(err.contains("By hand: run each step on every agent with the same --rate R"), "{err}");
-    assert!(err.contains("tcpkit bench merge"), "{err}");
+    assert!(stderr(&out).contains("--hdr-log with --find-max-rate needs --shard"), "{}", stderr(&out));
 }
 
 mod distributed;
