@@ -189,6 +189,9 @@ pub struct Tls {
     /// The name sent (SNI) and checked against the certificate; `None`: the
     /// host of [`Config::addr`].
     pub sni: Option<String>,
+    /// Resume sessions from earlier connections (`--tls-resume`); off, every
+    /// connection makes a full handshake.
+    pub resume: bool,
 }
 
 /// The PROXY protocol header each connection sends first (`--proxy-header`).

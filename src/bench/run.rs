@@ -289,6 +289,7 @@ fn tls_client(
     let settings = crate::net::tls::ClientSettings {
         cacert: tls.cacert.clone(),
         insecure: tls.insecure,
+        resume: tls.resume,
         ..Default::default()
     };
     let config =

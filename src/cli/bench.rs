@@ -185,9 +185,14 @@ pub struct BenchArgs {
 
     /// Speak TLS over every connection (after the PROXY header): the server's
     /// certificate is verified against the system's roots (or --cacert) and
-    /// the host name. Each churn session is a full handshake.
+    /// the host name. Each churn session is a full handshake (see --tls-resume).
     #[arg(long, help_heading = "TLS")]
     pub tls: bool,
+    /// Resume TLS sessions from earlier connections (the server's tickets or
+    /// session IDs), as a returning browser does: churn then measures resumed
+    /// handshakes instead of full ones.
+    #[arg(long, requires = "tls", help_heading = "TLS")]
+    pub tls_resume: bool,
     /// Trust only the CA certificates in this PEM file.
     #[arg(long, value_name = "FILE", requires = "tls", help_heading = "TLS")]
     pub cacert: Option<PathBuf>,
@@ -392,6 +397,7 @@ impl BenchArgs {
             cacert: self.cacert.clone(),
             insecure: self.insecure,
             sni: self.sni.clone(),
+            resume: self.tls_resume,
         });
         c.proxy_malformed = self.proxy_malformed.as_ref().map(|m| m.0.clone()).unwrap_or_default();
         if let Some(shard) = self.shard {

@@ -18,6 +18,8 @@ struct TlsServer {
     stop: Arc<AtomicBool>,
     /// Handshakes completed.
     handshakes: Arc<AtomicU64>,
+    /// Of those, resumed sessions.
+    resumed: Arc<AtomicU64>,
     /// The certificate's PEM, to trust with --cacert.
     cert: tempfile::NamedTempFile,
 }
@@ -36,18 +38,19 @@ impl TlsServer {
         let addr = listener.local_addr().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let handshakes = Arc::new(AtomicU64::new(0));
-        let (stop2, handshakes2) = (stop.clone(), handshakes.clone());
+        let resumed = Arc::new(AtomicU64::new(0));
+        let (stop2, handshakes2, resumed2) = (stop.clone(), handshakes.clone(), resumed.clone());
         thread::spawn(move || {
             for tcp in listener.incoming() {
                 if stop2.load(Ordering::SeqCst) {
                     return;
                 }
                 let Ok(tcp) = tcp else { continue };
-                let (config, handshakes) = (config.clone(), handshakes2.clone());
-                thread::spawn(move || serve_one(tcp, config, &handshakes));
+                let (config, handshakes, resumed) = (config.clone(), handshakes2.clone(), resumed2.clone());
+                thread::spawn(move || serve_one(tcp, config, &handshakes, &resumed));
             }
         });
-        TlsServer { addr, stop, handshakes, cert }
+        TlsServer { addr, stop, handshakes, resumed, cert }
     }
 
     fn addr(&self) -> String {
@@ -67,7 +70,7 @@ impl Drop for TlsServer {
 }
 
 /// Greeting, then `Hello, LINE!` per line until `exit`; reads are bounded.
-fn serve_one(tcp: TcpStream, config: Arc<rustls::ServerConfig>, handshakes: &AtomicU64) {
+fn serve_one(tcp: TcpStream, config: Arc<rustls::ServerConfig>, handshakes: &AtomicU64, resumed: &AtomicU64) {
     tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let Ok(conn) = rustls::ServerConnection::new(config) else { return };
     let mut tls = rustls::StreamOwned::new(conn, tcp);
@@ -76,6 +79,9 @@ fn serve_one(tcp: TcpStream, config: Arc<rustls::ServerConfig>, handshakes: &Ato
         return;
     }
     handshakes.fetch_add(1, Ordering::SeqCst);
+    if tls.conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+        resumed.fetch_add(1, Ordering::SeqCst);
+    }
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
@@ -123,6 +129,16 @@ fn churn_over_tls_makes_one_handshake_per_session() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(j["verified"], 30, "{j}");
     assert_eq!(server.handshakes.load(Ordering::SeqCst), 30);
+    // Full handshakes: no session is resumed unless asked.
+    assert_eq!(server.resumed.load(Ordering::SeqCst), 0);
+    // --tls-resume: after each slot's first session, resumed ones.
+    let args = ["-w", "churn", "-c", "3", "-n", "30", "--tls", "--cacert", &ca, "--tls-resume"];
+    let (out, j) = bench(&server.addr(), &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(j["verified"], 30, "{j}");
+    assert_eq!(server.handshakes.load(Ordering::SeqCst), 60);
+    let resumed = server.resumed.load(Ordering::SeqCst);
+    assert!((20..=30).contains(&resumed), "{resumed} of 30 sessions resumed");
 }
 
 #[test]
