@@ -479,8 +479,10 @@ impl CountsDecoder {
         let counts = payload.get(40..40 + len).ok_or("cut short")?;
         let theirs = Layout::new(low, digits);
         let ours = Layout::ours();
-        let mut out = Counts::default();
+        // At most one bucket per byte: one allocation, no growth on the way.
+        let mut out = Counts { buckets: Vec::with_capacity(counts.len()), total: 0 };
         let (mut at, mut index) = (0usize, 0usize);
+        let same = theirs == ours;
         while let Some(&first) = counts.get(at) {
             let (mut zz, mut shift) = (0u64, 0u32);
             // Most counts and zero runs fit one byte: skip the loop for them.
@@ -508,7 +510,7 @@ impl CountsDecoder {
             } else {
                 if n > 0 {
                     // The same layout adds index by index; a merge checks the range.
-                    let mine = if theirs == ours {
+                    let mine = if same {
                         index
                     } else {
                         ours.index_of(theirs.value_of(index).ok_or("a value beyond 64 bits")?)
