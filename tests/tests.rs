@@ -11,5 +11,7 @@ mod fetch;
 mod haproxy;
 mod hostile;
 mod netns;
+#[cfg(feature = "interop")]
+mod nginx;
 mod serve;
 mod util;

@@ -5,13 +5,13 @@
 //! closes a connection that brings no header. A missing nginx fails the test.
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use super::{LIMIT, run};
 
-const NGINX: &str = "/usr/sbin/nginx";
+use crate::nginx::NGINX;
 
 /// nginx in the foreground on a free port with `proxy_protocol`; killed when dropped.
 struct Nginx {
@@ -37,18 +37,7 @@ impl Nginx {
                }}\n}}\n"
         );
         std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
-        let child = Command::new(NGINX)
-            .arg("-p")
-            .arg(dir.path())
-            .arg("-c")
-            .arg(dir.path().join("nginx.conf"))
-            .arg("-e")
-            .arg(dir.path().join("error.log"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nginx starts");
+        let child = crate::nginx::spawn(dir.path());
         let nginx = Nginx { child, port: port.to_string(), dir };
         let deadline = Instant::now() + LIMIT;
         while TcpStream::connect(("127.0.0.1", port)).is_err() {

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use super::servers::{Pki, pattern};
 use super::{fetch, parts};
 
-const NGINX: &str = "/usr/sbin/nginx";
+use crate::nginx::NGINX;
 const BIG: usize = 200 << 20;
 
 struct Nginx {
@@ -65,18 +65,7 @@ impl Nginx {
         );
         std::fs::write(d.join("nginx.conf"), conf).unwrap();
         std::fs::write(d.join("www/small.txt"), "hello from nginx\n".repeat(100)).unwrap();
-        let child = Command::new(NGINX)
-            .arg("-p")
-            .arg(d)
-            .arg("-c")
-            .arg(d.join("nginx.conf"))
-            .arg("-e")
-            .arg(d.join("error.log"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start nginx");
+        let child = crate::nginx::spawn(d);
         let nginx = Nginx { dir, child, http, https, ca };
         nginx.wait_ready();
         nginx

@@ -5,13 +5,13 @@
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use crate::util::{ServeProcess, tcpkit};
 
-const NGINX: &str = "/usr/sbin/nginx";
-const STREAM_MODULE: &str = "/usr/lib/nginx/modules/ngx_stream_module.so";
+use crate::nginx::NGINX;
+use crate::nginx::STREAM_MODULE;
 
 /// nginx in the foreground; killed when dropped.
 struct Nginx {
@@ -58,18 +58,7 @@ impl Nginx {
              stream {{\n{servers}}}\n"
         );
         std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
-        let child = Command::new(NGINX)
-            .arg("-p")
-            .arg(dir.path())
-            .arg("-c")
-            .arg(dir.path().join("nginx.conf"))
-            .arg("-e")
-            .arg(dir.path().join("error.log"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start nginx");
+        let child = crate::nginx::spawn(dir.path());
         let nginx = Nginx { child, dir };
         let deadline = Instant::now() + Duration::from_secs(10);
         for (front, _) in routes {
