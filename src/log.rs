@@ -321,4 +321,66 @@ mod tests {
         assert_eq!(swallow(b"line\n", Failing(io::ErrorKind::BrokenPipe)).unwrap(), 5);
         assert!(STDERR_GONE.load(Ordering::Relaxed));
     }
+
+    /// A sink that holds every line until `release` is dropped, then keeps it.
+    struct Held {
+        release: std::sync::mpsc::Receiver<()>,
+        lines: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+    }
+
+    impl Write for Held {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let _ = self.release.recv(); // Blocks until released, then returns at once.
+            self.lines.lock().unwrap().push(buf.to_vec());
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn held() -> (Held, std::sync::mpsc::Sender<()>, Arc<std::sync::Mutex<Vec<Vec<u8>>>>) {
+        let (release, rx) = std::sync::mpsc::channel();
+        let lines = Arc::default();
+        (Held { release: rx, lines: Arc::clone(&lines) }, release, lines)
+    }
+
+    #[test]
+    fn a_stalled_sink_never_blocks_logging_drops_past_the_bound_and_is_given_up_at_the_deadline() {
+        const LINES: usize = 20;
+        let (sink, release, written) = held();
+        let queue = Queue::start(4, sink);
+        let mut w = queue.make_writer.make_writer();
+        for i in 0..LINES {
+            w.write_all(format!("line {i}\n").as_bytes()).unwrap();
+        }
+        // Four queued, at most one taken by the writer, the rest dropped.
+        let dropped = queue.progress.dropped();
+        assert!((LINES - 5..=LINES - 4).contains(&dropped), "{dropped}");
+        assert!(!queue.progress.wait_caught_up(Instant::now() + Duration::from_millis(50)));
+        drop(release);
+        assert!(queue.progress.wait_caught_up(Instant::now() + Duration::from_secs(10)));
+        let written = written.lock().unwrap();
+        assert_eq!(written.len() + dropped, LINES);
+        // The lines kept are the first ones, in order.
+        assert_eq!(written[0], b"line 0\n");
+        assert_eq!(queue.progress.reported.load(Ordering::SeqCst), dropped);
+    }
+
+    #[test]
+    fn waiting_at_exit_lasts_until_every_queued_line_is_written() {
+        let (sink, release, written) = held();
+        let queue = Queue::start(64, sink);
+        let mut w = queue.make_writer.make_writer();
+        for i in 0..50 {
+            w.write_all(format!("line {i}\n").as_bytes()).unwrap();
+        }
+        let releaser = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            drop(release);
+        });
+        assert!(queue.progress.wait_caught_up(Instant::now() + Duration::from_secs(10)));
+        assert_eq!(written.lock().unwrap().len(), 50);
+        releaser.join().unwrap();
+    }
 }
