@@ -322,10 +322,13 @@ mod tests {
         assert!(STDERR_GONE.load(Ordering::Relaxed));
     }
 
+    /// The lines a sink was given, in order.
+    type Lines = Arc<std::sync::Mutex<Vec<Vec<u8>>>>;
+
     /// A sink that holds every line until `release` is dropped, then keeps it.
     struct Held {
         release: std::sync::mpsc::Receiver<()>,
-        lines: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+        lines: Lines,
     }
 
     impl Write for Held {
@@ -339,7 +342,7 @@ mod tests {
         }
     }
 
-    fn held() -> (Held, std::sync::mpsc::Sender<()>, Arc<std::sync::Mutex<Vec<Vec<u8>>>>) {
+    fn held() -> (Held, std::sync::mpsc::Sender<()>, Lines) {
         let (release, rx) = std::sync::mpsc::channel();
         let lines = Arc::default();
         (Held { release: rx, lines: Arc::clone(&lines) }, release, lines)
