@@ -238,7 +238,7 @@ impl ServeArgs {
 }
 
 fn run(args: ServeArgs) -> Result<(), Failure> {
-    crate::log::init(args.quiet, args.verbose, args.log_format);
+    let _log = crate::log::init(args.quiet, args.verbose, args.log_format);
     let config = args.config();
     let fail = |e: &dyn std::fmt::Display| Failure::new(EXIT_START, e.to_string());
     serve::limits::check_start().map_err(|e| fail(&e))?;
@@ -343,6 +343,7 @@ impl Signals {
         shutdown.cancel();
         tokio::select! { _ = self.int.recv() => {}, _ = self.term.recv() => {} }
         warn!("second signal: exiting now");
+        crate::log::flush(crate::log::FLUSH_TIMEOUT);
         std::process::exit(EXIT_SECOND_SIGNAL);
     }
 }

@@ -6,3 +6,4 @@
 mod connect;
 mod fetch;
 mod serve;
+mod stalled_log;

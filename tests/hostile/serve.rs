@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 use crate::util::{ServeProcess, tcpkit};
 
 /// Bound on any single wait, so a bug fails instead of hanging.
-const LIMIT: Duration = Duration::from_secs(10);
+pub(super) const LIMIT: Duration = Duration::from_secs(10);
 
 /// Start `tcpkit serve` on port 0 with JSON logs and `args`; read its stderr
 /// up to the "listening" line and return the child, its address and the pipe.
-fn spawn_serve(args: &[&str]) -> (Reaped, SocketAddr, BufReader<ChildStderr>) {
+pub(super) fn spawn_serve(args: &[&str]) -> (Reaped, SocketAddr, BufReader<ChildStderr>) {
     let child = tcpkit()
         .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
         .args(args)
@@ -36,7 +36,7 @@ fn spawn_serve(args: &[&str]) -> (Reaped, SocketAddr, BufReader<ChildStderr>) {
 }
 
 /// A child process killed and reaped when dropped, whatever the test's outcome.
-struct Reaped(Child);
+pub(super) struct Reaped(Child);
 
 impl Drop for Reaped {
     fn drop(&mut self) {
@@ -45,14 +45,14 @@ impl Drop for Reaped {
     }
 }
 
-fn signal(child: &Reaped, sig: &str) {
+pub(super) fn signal(child: &Reaped, sig: &str) {
     let status =
         std::process::Command::new("kill").args([&format!("-{sig}"), &child.0.id().to_string()]).status();
     assert!(status.is_ok_and(|s| s.success()));
 }
 
 /// Wait at most [`LIMIT`] for `child` to exit.
-fn wait_exit(child: &mut Reaped) -> Option<std::process::ExitStatus> {
+pub(super) fn wait_exit(child: &mut Reaped) -> Option<std::process::ExitStatus> {
     let deadline = Instant::now() + LIMIT;
     while Instant::now() < deadline {
         if let Some(status) = child.0.try_wait().expect("wait") {
@@ -64,7 +64,7 @@ fn wait_exit(child: &mut Reaped) -> Option<std::process::ExitStatus> {
 }
 
 /// One conversation: the greeting, a reply to `name`, close on `exit`.
-fn hello(addr: SocketAddr, name: &str) -> String {
+pub(super) fn hello(addr: SocketAddr, name: &str) -> String {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(LIMIT)).unwrap();
     s.write_all(format!("{name}\nexit\n").as_bytes()).unwrap();
