@@ -33,10 +33,11 @@ pub enum LogFormat {
     Json,
 }
 
-/// Log lines waiting for the writer thread; one more is dropped and counted.
+/// Default bound on log lines waiting for the writer thread (`serve
+/// --log-queue`); one more is dropped and counted.
 ///
-/// A constant, not a flag: reaching it loses only log lines, each one counted
-/// and reported, never service. 8,192 lines of ~250 bytes hold at most about
+/// Reaching it loses only log lines, each one counted and reported, never
+/// service. 8,192 lines of ~250 bytes hold at most about
 /// 2 MiB, and absorb a reader that pauses for half a second while serve closes
 /// 14,000 connections a second (its churn benchmark); a reader stalled for
 /// longer loses lines whatever the bound, so a larger one would only buy memory.
@@ -64,8 +65,9 @@ static QUEUE: OnceLock<Queue> = OnceLock::new();
 /// harmless (the second call does nothing).
 ///
 /// Keep the guard until the command ends: dropping it waits (boundedly) for
-/// the queued lines to be written.
-pub fn init(quiet: bool, verbose: u8, format: LogFormat) -> LogGuard {
+/// the queued lines to be written. At most `queue_lines` lines wait for a
+/// stderr that is not being read; more are dropped and counted.
+pub fn init(quiet: bool, verbose: u8, format: LogFormat, queue_lines: usize) -> LogGuard {
     let level = match (quiet, verbose) {
         (true, _) => "warn",
         (false, 0) => "info",
@@ -76,7 +78,7 @@ pub fn init(quiet: bool, verbose: u8, format: LogFormat) -> LogGuard {
         return LogGuard(());
     }
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    let queue = Queue::start(QUEUE_LINES, Stderr);
+    let queue = Queue::start(queue_lines.max(1), Stderr);
     let writer = queue.make_writer.clone();
     // Colour codes only for a terminal: piped into a file or a log collector
     // they would be noise in every line.

@@ -175,6 +175,12 @@ pub struct ServeArgs {
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Log lines held for a stderr that is not being read (a stalled log
+    /// pipe); past it lines are dropped and counted, never serving slowed.
+    #[arg(long, value_name = "LINES", default_value_t = crate::log::QUEUE_LINES,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1 << 24))]
+    pub log_queue: usize,
 }
 
 impl ServeArgs {
@@ -238,7 +244,7 @@ impl ServeArgs {
 }
 
 fn run(args: ServeArgs) -> Result<(), Failure> {
-    let _log = crate::log::init(args.quiet, args.verbose, args.log_format);
+    let _log = crate::log::init(args.quiet, args.verbose, args.log_format, args.log_queue);
     let config = args.config();
     let fail = |e: &dyn std::fmt::Display| Failure::new(EXIT_START, e.to_string());
     serve::limits::check_start().map_err(|e| fail(&e))?;

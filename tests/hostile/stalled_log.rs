@@ -35,9 +35,10 @@ fn a_stalled_log_pipe_never_stops_serving_or_shutdown() {
 
 #[test]
 fn log_lines_dropped_while_stderr_stalled_are_counted_and_reported_once_it_is_read() {
-    // Enough sessions to fill the pipe (~330 lines) and the queue, then more.
-    const SESSIONS: usize = tcpkit::log::QUEUE_LINES + 1500;
-    let (mut child, addr, mut stderr) = spawn_serve(&["--threads", "1"]);
+    // Enough sessions to fill the pipe (~330 lines) and the queue (200 lines:
+    // --log-queue), then more.
+    const SESSIONS: usize = 200 + 1500;
+    let (mut child, addr, mut stderr) = spawn_serve(&["--threads", "1", "--log-queue", "200"]);
     let mut line = String::new();
     // The capacity line follows "listening": read it before stalling.
     assert!(stderr.read_line(&mut line).expect("read stderr") > 0);
