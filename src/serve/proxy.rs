@@ -121,9 +121,39 @@ pub enum HeaderError {
     Malformed(String),
 }
 
+/// A stream whose waiting bytes can be looked at without taking them (a TCP
+/// socket's `MSG_PEEK`): a header that arrived whole (the usual case: a
+/// balancer sends it in one segment) is then taken in two system calls,
+/// where reading exact steps costs three (v2) or one per byte (v1).
+pub trait Peek {
+    /// Some of the bytes waiting (at least one, at most `buf.len()`), left in
+    /// the stream; `None` when the stream cannot peek (or failed: the reads
+    /// that follow report it).
+    fn peek(&mut self, buf: &mut [u8]) -> impl std::future::Future<Output = Option<usize>> + Send;
+}
+
+impl Peek for tokio::net::TcpStream {
+    async fn peek(&mut self, buf: &mut [u8]) -> Option<usize> {
+        tokio::net::TcpStream::peek(self, buf).await.ok()
+    }
+}
+
+/// A byte slice peeks at its front (tests and fuzzing).
+impl Peek for &[u8] {
+    async fn peek(&mut self, buf: &mut [u8]) -> Option<usize> {
+        let n = buf.len().min(self.len());
+        buf[..n].copy_from_slice(&self[..n]);
+        Some(n)
+    }
+}
+
+/// Bytes peeked for a header: a v1 header (107 at most) or a v2 one with
+/// addresses and a few TLVs; a longer v2 header is read in steps.
+const PEEK: usize = 256;
+
 /// Read exactly one PROXY header from `stream` (no byte past it) from `peer`,
 /// within [`HEADER_TIMEOUT`].
-pub async fn read_header<R: AsyncRead + Unpin>(
+pub async fn read_header<R: AsyncRead + Peek + Unpin>(
     stream: &mut R,
     peer: IpAddr,
     trusted: &[Cidr],
@@ -137,9 +167,38 @@ pub async fn read_header<R: AsyncRead + Unpin>(
         .and_then(|h| parse(&h))
 }
 
+/// The header's bytes: peeked, and then taken at once, when they have all
+/// arrived; otherwise read in steps.
+async fn frame<R: AsyncRead + Peek + Unpin>(stream: &mut R) -> Result<Vec<u8>, HeaderError> {
+    let mut peeked = [0u8; PEEK];
+    if let Some(n) = stream.peek(&mut peeked).await
+        && let Some(len) = whole_header_len(&peeked[..n])
+    {
+        let mut buf = vec![0; len];
+        read_exact(stream, &mut buf).await?;
+        return Ok(buf);
+    }
+    frame_in_steps(stream).await
+}
+
+/// The length of the header `bytes` start with, if it is all there (and
+/// within the bounds [`frame_in_steps`] checks); `None`: read in steps.
+fn whole_header_len(bytes: &[u8]) -> Option<usize> {
+    if bytes.len() >= 16 && bytes[..12] == *V2_SIGNATURE {
+        let len = 16 + usize::from(u16::from_be_bytes([bytes[14], bytes[15]]));
+        return (len <= bytes.len() && len <= MAX_HEADER).then_some(len);
+    }
+    if bytes.starts_with(b"PROXY ") {
+        // The `\r\n` must end within V1_MAX bytes.
+        let end = bytes.windows(2).take(V1_MAX - 1).position(|w| w == b"\r\n")?;
+        return Some(end + 2);
+    }
+    None
+}
+
 /// The header's bytes, read in exact steps: 12 bytes tell v2 from v1 (the
 /// shortest v1 header has 15), then v2's length field or v1's `\r\n`.
-async fn frame<R: AsyncRead + Unpin>(stream: &mut R) -> Result<Vec<u8>, HeaderError> {
+async fn frame_in_steps<R: AsyncRead + Unpin>(stream: &mut R) -> Result<Vec<u8>, HeaderError> {
     let mut buf = vec![0; 12];
     read_exact(stream, &mut buf).await?;
     if buf.as_slice() == V2_SIGNATURE {
@@ -302,6 +361,64 @@ mod tests {
         tokio::io::AsyncWriteExt::write_all(&mut client, b"PROXY TCP4").await.unwrap();
         let r = read_header(&mut server, "127.0.0.1".parse().unwrap(), &default_trusted()).await;
         assert_eq!(r, Err(HeaderError::Timeout));
+    }
+
+    /// A pipe cannot peek: the header is read in steps.
+    impl Peek for tokio::io::DuplexStream {
+        async fn peek(&mut self, _: &mut [u8]) -> Option<usize> {
+            None
+        }
+    }
+
+    #[test]
+    fn a_header_is_taken_whole_only_when_all_of_it_was_peeked() {
+        let v1 = b"PROXY TCP4 203.0.113.7 192.0.2.1 51234 9999\r\nhello\n";
+        assert_eq!(whole_header_len(v1), Some(45));
+        assert_eq!(whole_header_len(&v1[..44]), None, "no \\r\\n yet");
+        let mut long = b"PROXY ".to_vec();
+        long.extend([b'x'; 101]);
+        long.extend(b"\r\n");
+        assert_eq!(whole_header_len(&long), None, "past 107 bytes: the steps refuse it");
+        assert_eq!(
+            whole_header_len(&long[..105].iter().chain(b"\r\n").copied().collect::<Vec<_>>()),
+            Some(107)
+        );
+        let h =
+            v2(Command::Proxy, "203.0.113.7:51234", "192.0.2.1:9999", &[(Type::Authority, b"example.com")]);
+        let mut with_data = h.clone();
+        with_data.extend(b"hello\n");
+        assert_eq!(whole_header_len(&with_data), Some(h.len()));
+        assert_eq!(whole_header_len(&h[..h.len() - 1]), None);
+        assert_eq!(whole_header_len(&h[..15]), None);
+        assert_eq!(whole_header_len(b"hello\n"), None);
+    }
+
+    #[tokio::test]
+    async fn over_tcp_a_header_in_one_segment_or_split_leaves_the_first_line_unread() {
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let h = v2(Command::Proxy, "203.0.113.7:51234", "192.0.2.1:9999", &[]);
+        for split in [None, Some(5), Some(14), Some(h.len())] {
+            let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let (mut server, peer) = listener.accept().await.unwrap();
+            let (first, rest) = h.split_at(split.unwrap_or(h.len()));
+            client.write_all(first).await.unwrap();
+            let header = h.clone();
+            let rest = rest.to_vec();
+            let writer = tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                client.write_all(&rest).await.unwrap();
+                client.write_all(b"hello\n").await.unwrap();
+                (client, header)
+            });
+            let p = read_header(&mut server, peer.ip(), &default_trusted()).await;
+            assert_eq!(p.unwrap().source, Some("203.0.113.7:51234".parse().unwrap()), "split {split:?}");
+            let _client = writer.await.unwrap();
+            let mut line = [0u8; 6];
+            tokio::io::AsyncReadExt::read_exact(&mut server, &mut line).await.unwrap();
+            assert_eq!(&line, b"hello\n", "split {split:?}");
+        }
     }
 
     #[test]
